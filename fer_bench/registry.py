@@ -1,0 +1,127 @@
+"""Papers register themselves here: id, title, seed text, models, recipe, claims, interpretations.
+
+A paper module in ``papers/`` builds one :class:`Paper` and calls :func:`register`. The
+registry imports every module of the ``papers`` package on first use, so adding a paper
+needs no change anywhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import DEFAULTS, PROFILES
+from .errors import UserError
+
+_REGISTRY: dict[str, "Paper"] = {}
+_loaded = False
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One number a paper states. Accuracies are fractions; ``as_printed`` keeps the paper's text."""
+    model: str  # a registered model name, or a name of the paper's own for cited/unrun models
+    metric: str  # accuracy, loss, macro_f1, accuracy_gain, per_class_accuracy, confusion_matrix, ...
+    value: float | None  # None for claims that are a matrix or a table
+    as_printed: str
+    split: str  # PrivateTest, PublicTest, validation (unspecified), train, ...
+    protocol: str  # canonical, or the paper's own protocol name
+    source: str  # section / table / figure
+    quote: str
+    kind: str = "own"  # own | cited (a number the paper quotes from others)
+    dataset: str = "fer2013"
+    matrix: list | None = None  # the numbers a matrix/table claim prints, kept whole
+    labels: list | None = None  # row/column labels of ``matrix`` in the paper's order
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Model:
+    build: Callable[[dict], nn.Module]  # resolved recipe -> network producing 7 logits
+    recipe: dict = field(default_factory=dict)  # this model's overrides of the paper's recipe
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    seed: str  # file name in shared/seeds
+    models: dict[str, Model]
+    recipe: dict  # overrides of fer_bench.config.DEFAULTS (and keys of its own)
+    claims: list[Claim]
+    interpretations: dict[str, str]  # choice -> one-line reason, for every gap the paper left
+    profiles: dict[str, dict] = field(default_factory=dict)  # per-profile overrides of PROFILES
+    configure_optimizers: Callable | None = None  # (module, cfg) -> Lightning optimizer config
+
+    def resolve(self, model: str, profile: str = "paper") -> dict:
+        """The fully resolved recipe of one model under one profile."""
+        if model not in self.models:
+            raise UserError(f"Paper {self.id} has no model {model!r}. Its models: {', '.join(self.models)}.")
+        if profile not in PROFILES and profile not in self.profiles:
+            raise UserError(f"Unknown profile {profile!r}. Profiles: {', '.join(self.profile_names())}.")
+        cfg = {**DEFAULTS, **self.recipe, **self.models[model].recipe}
+        return {**cfg, **PROFILES.get(profile, {}), **self.profiles.get(profile, {})}
+
+    def profile_names(self) -> list[str]:
+        return list(dict.fromkeys([*PROFILES, *self.profiles]))
+
+    def build(self, model: str, cfg: dict | None = None) -> nn.Module:
+        return self.models[model].build(cfg or self.resolve(model))
+
+    def num_params(self, model: str) -> int:
+        with torch.device("meta"):  # no memory, no init: a count is all we need
+            return count_params(self.build(model, {**self.resolve(model), "pretrained": False}))
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "title": self.title, "seed": self.seed,
+            "models": [{"name": m, "params": self.num_params(m), "summary": spec.summary}
+                       for m, spec in self.models.items()],
+            "claims": [asdict(c) for c in self.claims],
+            "interpretations": self.interpretations,
+            "profiles": self.profile_names(),
+        }
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def register(paper: Paper) -> Paper:
+    if paper.id in _REGISTRY and _REGISTRY[paper.id] is not paper:
+        raise ValueError(f"paper id {paper.id!r} registered twice")
+    names = set(paper.models)
+    for c in paper.claims:
+        if c.kind == "own" and c.model not in names and c.model != "*":
+            raise ValueError(f"{paper.id}: claim on unknown model {c.model!r}")
+    _REGISTRY[paper.id] = paper
+    return paper
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        import papers
+        for info in pkgutil.iter_modules(papers.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"papers.{info.name}")
+        _loaded = True
+
+
+def list_papers() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def get_paper(paper_id: str) -> Paper:
+    _load()
+    if paper_id not in _REGISTRY:
+        raise UserError(f"Unknown paper {paper_id!r}. Registered papers: {', '.join(sorted(_REGISTRY))} "
+                        "(see `fer-bench list`).")
+    return _REGISTRY[paper_id]

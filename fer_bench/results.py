@@ -1,0 +1,96 @@
+"""Run directories and metrics.json: atomic writes, unique run ids, the environment of a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+SCHEMA = "fer-bench/metrics/v1"
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_run_dir(out: Path, paper: str, model: str, seed: int) -> Path:
+    """<out>/runs/<paper>/<model>/<run_id>, created exclusively: concurrent runs never share one."""
+    parent = out / "runs" / paper / model
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-s{seed}-{secrets.token_hex(3)}"
+            try:
+                (parent / run_id).mkdir()
+                return parent / run_id
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise UserError(f"Cannot write results under {out}: {e.strerror}. Choose a writable directory "
+                        "with --out DIR.") from None
+
+
+def git_sha() -> str:
+    """HEAD of the checkout fer_bench runs from, with '-dirty' if tracked files changed; else 'unknown'."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(accelerator: str) -> str:
+    if accelerator == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def software() -> dict:
+    import lightning
+
+    from . import __version__
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "fer_bench": __version__, "git_sha": git_sha()}
+
+
+def load_runs(out: Path) -> list[dict]:
+    """Every metrics.json under <out>/runs, each with its path under '_path'."""
+    runs = []
+    for p in sorted((out / "runs").glob("*/*/*/metrics.json")):
+        with open(p) as f:
+            d = json.load(f)
+        d["_path"] = str(p)
+        runs.append(d)
+    return runs
+

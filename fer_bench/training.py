@@ -1,0 +1,230 @@
+"""The shared LightningDataModule and LightningModule every paper is trained with.
+
+Data stays a uint8 tensor; a batch is one index operation, moved to the device as uint8 and
+only there turned into float, augmented and normalised (``fer_bench.augment.preprocess``).
+Evaluation batches split the images across ranks without padding, so under DDP every test
+image is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .augment import preprocess
+from .data import CLASSES, FER2013, load_fer2013
+
+EVAL_SPLITS = ("PrivateTest", "PublicTest")  # order of the test dataloaders
+IMAGENET_GRAY = (0.449, 0.226)  # mean/std of ImageNet's RGB stats averaged over channels
+
+
+class _Batches(Sampler):
+    """Yields index tensors, one per batch. Training: reshuffled every epoch from (seed, epoch),
+    this rank's share of a common permutation. Evaluation: this rank's share, in order, unpadded."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int):
+        self.n, self.bs, self.shuffle, self.seed, self.rank, self.world = n, batch_size, shuffle, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            idx = torch.randperm(self.n, generator=g)
+            idx = idx[: self.n - self.n % self.world]  # equal shares, so DDP ranks step together
+        else:
+            idx = torch.arange(self.n)
+        return idx[self.rank :: self.world]
+
+    def __iter__(self):
+        idx = self._indices()
+        stop = len(idx) - len(idx) % self.bs if self.shuffle and len(idx) >= self.bs else len(idx)
+        return iter(idx[:stop].split(self.bs)) if stop else iter(())
+
+    def __len__(self) -> int:
+        m = len(self._indices())
+        return m // self.bs if self.shuffle and m >= self.bs else -(-m // self.bs)
+
+
+class _TensorBatches(torch.utils.data.Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx: torch.Tensor):
+        return self.images[idx], self.labels[idx]
+
+
+class FERDataModule(L.LightningDataModule):
+    """FER-2013 with the official splits: train = Training, val = PublicTest,
+    test = [PrivateTest, PublicTest]."""
+
+    def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0):
+        super().__init__()
+        self.data = data if isinstance(data, FER2013) else load_fer2013(data)
+        self.cfg, self.seed = cfg, seed
+
+    def setup(self, stage=None):
+        g = torch.Generator().manual_seed(self.seed)
+        x, y = self.data.split("Training")
+        self.norm = self._norm_stats(x)
+        if self.cfg["train_subset"]:
+            keep = torch.randperm(len(y), generator=g)[: self.cfg["train_subset"]]
+            x, y = x[keep], y[keep]
+        self.train_set = _TensorBatches(x, y)
+        vx, vy = self.data.split("PublicTest")
+        if self.cfg["val_subset"]:
+            keep = torch.randperm(len(vy), generator=g)[: self.cfg["val_subset"]]
+            vx, vy = vx[keep], vy[keep]
+        self.val_set = _TensorBatches(vx, vy)
+        self.test_sets = [_TensorBatches(*self.data.split(s)) for s in EVAL_SPLITS]
+
+    def _norm_stats(self, train_images: torch.Tensor) -> tuple[float, float]:
+        """(mean, std) in [0, 1] units; 'dataset' is computed on Training only, never on test."""
+        kind = self.cfg["normalize"]
+        if kind == "dataset":
+            x = train_images.float().div(255)
+            return float(x.mean()), float(x.std())
+        return {"imagenet": IMAGENET_GRAY, "half": (0.5, 0.5), "none": (0.0, 1.0)}[kind]
+
+    def _loader(self, ds, batch_size, shuffle):
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world)
+        pin = t is not None and t.accelerator is not None and type(t.accelerator).__name__ == "CUDAAccelerator"
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=pin)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, self.cfg["batch_size"], shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, self.cfg["eval_batch_size"], shuffle=False)
+
+    def test_dataloader(self):
+        return [self._loader(ds, self.cfg["eval_batch_size"], shuffle=False) for ds in self.test_sets]
+
+
+def _split_metrics() -> torchmetrics.MetricCollection:
+    k = len(CLASSES)
+    return torchmetrics.MetricCollection({
+        "accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
+        "macro_f1": torchmetrics.classification.MulticlassF1Score(k, average="macro"),
+        "per_class_accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="none"),
+        "confusion_matrix": torchmetrics.classification.MulticlassConfusionMatrix(k),
+    }, compute_groups=False)
+
+
+class FERClassifier(L.LightningModule):
+    """Cross-entropy training of any 7-way network, with the paper's optimiser and schedule."""
+
+    def __init__(self, model: nn.Module, cfg: dict, norm: tuple[float, float] = (0.0, 1.0),
+                 configure_optimizers=None):
+        super().__init__()
+        self.model, self.cfg, self.norm = model, cfg, norm
+        self._configure = configure_optimizers
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro")
+        self.val_loss = torchmetrics.MeanMetric()
+        self.test_metrics = nn.ModuleList([_split_metrics() for _ in EVAL_SPLITS])
+        self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in EVAL_SPLITS])
+        self.test_results: dict = {}
+
+    def forward(self, x):
+        return self.model(x)
+
+    def setup(self, stage):
+        if self.cfg["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
+        train = self.trainer is not None and self.trainer.training
+        return preprocess(x, self.cfg, train, *self.norm), y
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits, averaged over test-time views when ``tta`` asks for them."""
+        logits = self.model(x)
+        if self.cfg["tta"] == "hflip":
+            logits = (logits.softmax(-1) + self.model(x.flip(-1)).softmax(-1)).div(2).log()
+        return logits
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        loss = self.criterion(logits, y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        self.log("train/acc", (logits.argmax(-1) == y).float().mean(), on_epoch=True, on_step=False,
+                 batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.predict_logits(x)
+        self.val_loss.update(self.criterion(logits.float(), y), weight=len(y))
+        self.val_acc.update(logits, y)
+        self.log("val/loss", self.val_loss, prog_bar=True, on_epoch=True, on_step=False)
+        self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True, on_step=False)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        logits = self.predict_logits(x)
+        self.test_loss[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y), weight=len(y))
+        self.test_metrics[dataloader_idx].update(logits, y)
+
+    def on_test_epoch_end(self):
+        # compute() syncs the metric states across DDP ranks: each rank saw a disjoint share
+        self.test_results = {}
+        for name, metrics, loss in zip(EVAL_SPLITS, self.test_metrics, self.test_loss):
+            m = metrics.compute()
+            cm = m["confusion_matrix"].long()
+            self.test_results[name] = {
+                "n": int(cm.sum()),
+                "accuracy": float(m["accuracy"]),
+                "macro_f1": float(m["macro_f1"]),
+                "loss": float(loss.compute()),
+                "per_class_accuracy": {c: float(a) for c, a in zip(CLASSES, m["per_class_accuracy"])},
+                "confusion_matrix": cm.tolist(),
+            }
+            metrics.reset()
+            loss.reset()
+
+    def configure_optimizers(self):
+        if self._configure is not None:
+            return self._configure(self, self.cfg)
+        return default_optimizers(self.parameters(), self.cfg)
+
+
+def default_optimizers(params, cfg: dict):
+    """Optimiser and LR schedule from the recipe's keys (see fer_bench.config.DEFAULTS)."""
+    if cfg["optimizer"] == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
+                              weight_decay=cfg["weight_decay"])
+    else:
+        cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
+        opt = cls(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]), eps=cfg["adam_eps"],
+                  weight_decay=cfg["weight_decay"])
+    if cfg["scheduler"] == "none":
+        return opt
+    if cfg["scheduler"] == "plateau":
+        mode = "min" if cfg["plateau_monitor"] == "val/loss" else "max"
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["plateau_factor"],
+                                                           patience=cfg["plateau_patience"])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": cfg["plateau_monitor"]}}
+    if cfg["scheduler"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: step_factor(e, cfg))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def step_factor(epoch: int, cfg: dict) -> float:
+    """LR multiplier of the 'step' schedule at a 0-based epoch: constant for lr_hold epochs, then
+    x step_gamma every step_size epochs counted from the end of the hold (StepLR when lr_hold=0)."""
+    return cfg["step_gamma"] ** (max(0, epoch - cfg["lr_hold"]) // cfg["step_size"])

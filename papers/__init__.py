@@ -1,0 +1,1 @@
+"""One module per reproduced paper; each registers itself with fer_bench.registry."""

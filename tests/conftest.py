@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny synthetic FER-2013 releases, the real one, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_bench.data import CLASSES, SPLITS
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = os.environ.get("FER_BENCH_DATA")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own dataset cache, so no test depends on another's leftovers."""
+    monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    torch.set_num_threads(2)
+
+
+def synthetic_arrays(per_class: int = 2, seed: int = 0):
+    """(images, labels, splits) with ``per_class`` images of every class in every split."""
+    rng = np.random.default_rng(seed)
+    n = per_class * len(CLASSES) * len(SPLITS)
+    labels = np.tile(np.repeat(np.arange(len(CLASSES)), per_class), len(SPLITS))
+    splits = np.repeat(np.arange(len(SPLITS)), per_class * len(CLASSES))
+    images = rng.integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+    return images, labels, splits
+
+
+def write_folder(root: Path, per_class: int = 2, seed: int = 0, fmt: str = "png") -> tuple:
+    """Write the image-folder release (PNG, lossless, so pixels round-trip exactly)."""
+    images, labels, splits = synthetic_arrays(per_class, seed)
+    for i, (img, lab, spl) in enumerate(zip(images, labels, splits)):
+        part = "train" if SPLITS[spl] == "Training" else "test"
+        d = root / part / CLASSES[lab]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{SPLITS[spl]}_{i}.{fmt}")
+    return images, labels, splits
+
+
+def write_csv(path: Path, per_class: int = 2, seed: int = 0) -> tuple:
+    images, labels, splits = synthetic_arrays(per_class, seed)
+    lines = ["emotion,pixels,Usage"]
+    lines += [f"{lab},{' '.join(map(str, img.ravel()))},{SPLITS[spl]}" for img, lab, spl in zip(images, labels, splits)]
+    path.write_text("\n".join(lines) + "\n")
+    return images, labels, splits
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    write_folder(tmp_path / "fer2013", per_class=3)
+    return tmp_path / "fer2013"
+
+
+@pytest.fixture
+def tiny_csv(tmp_path) -> Path:
+    write_csv(tmp_path / "fer2013.csv", per_class=3)
+    return tmp_path / "fer2013.csv"
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real FER-2013 from $FER_BENCH_DATA. In CI its absence is a failure, not a skip."""
+    if not REAL_DATA or not Path(REAL_DATA).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the real-data tests: set FER_BENCH_DATA to the FER-2013 folder.")
+        pytest.skip("set FER_BENCH_DATA to the real FER-2013 to run this test")
+    return Path(REAL_DATA)
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `fer-bench ARGS` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "fer_bench.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
