@@ -24,7 +24,15 @@ _loaded = False
 
 @dataclass(frozen=True)
 class Claim:
-    """One number a paper states. Accuracies are fractions; ``as_printed`` keeps the paper's text."""
+    """One number (or one printed matrix/table) a paper states. Accuracies are fractions; ``as_printed``
+    keeps the paper's text. Metric vocabulary, shared with the report and audit:
+      accuracy, loss, macro_f1          value = the number (fractions for accuracies)
+      accuracy_gain                     value = difference in accuracy, ``relative_to`` the other model
+      per_class_accuracy                value = None, matrix = [[one fraction per class]], labels = class names
+      confusion_matrix                  value = None, matrix = rows true / columns predicted, labels = order
+      dataset_size                      value = number of images of ``split`` ("all" for the whole set)
+      train_time_hours                  value = hours of training the paper reports
+    """
     model: str  # a registered model name, or a name of the paper's own for cited/unrun models
     metric: str  # accuracy, loss, macro_f1, accuracy_gain, per_class_accuracy, confusion_matrix, ...
     value: float | None  # None for claims that are a matrix or a table
@@ -37,6 +45,8 @@ class Claim:
     dataset: str = "fer2013"
     matrix: list | None = None  # the numbers a matrix/table claim prints, kept whole
     labels: list | None = None  # row/column labels of ``matrix`` in the paper's order
+    relative_to: str = ""  # for differences (accuracy_gain): the model the difference is taken against
+    selected_on: str = ""  # the split the paper chose its checkpoint on, when it says ("test" = the reported split)
     note: str = ""
 
 

@@ -149,6 +149,7 @@ CLAIMS = [
     Claim(model="resnet50_fpn", metric="accuracy_gain", value=0.25, as_printed="25%", split="PublicTest",
           protocol="canonical", source="§3; §4",
           quote="this model showed an improvement in accuracy of 25% over the standalone ResNet50 model",
+          relative_to="resnet50",
           note="Over the resnet50 baseline; absolute points or relative gain is not said, and the baseline's own "
                "accuracy is never printed."),
     _matrix_claim("resnet50_fpn", FIG6_FPN_PRINTED, "a"),
