@@ -38,6 +38,14 @@ def _run(args) -> None:
         print(f"{d['paper']}/{d['model']} [{d['profile']}] {d['status']}: accuracy {acc} -> {p}")
 
 
+def _report(args) -> None:
+    from .report import generate
+
+    report, paths = generate(args.runs, args.out, "README.md" if args.readme else None)
+    print(f"{len(report.units)} run(s), {len(report.summary)} claim(s), {len(report.findings)} audit finding(s) -> "
+          f"{paths['report']}, {paths['summary']}, {paths['figures']}/" + (" and README.md" if args.readme else ""))
+
+
 def _devices(text: str):
     return text if text == "auto" else int(text)
 
@@ -70,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("report", help="claimed vs measured tables, claim audit and figures")
+    p.add_argument("--runs", default="results", help="results root holding runs/ (default results/)")
+    p.add_argument("--out", default=None, help="where REPORT.md, summary.csv and figures/ go (default: --runs)")
+    p.add_argument("--readme", action="store_true", help="refresh the generated table in ./README.md")
+    p.set_defaults(func=_report)
     return parser
 
 
