@@ -1,0 +1,89 @@
+"""`fer-bench data audit`: duplicates, near-duplicates, label conflicts and blank images in FER-2013.
+
+- exact duplicates: identical pixels (SHA-1 of the 48x48 bytes);
+- near-duplicates: identical 64-bit difference hash (dHash: the image area-resized to 9x8, one bit
+  per horizontal gradient sign), which survives small changes of brightness, contrast and
+  compression, and are not already exact duplicates;
+- label conflicts: exact duplicates with different labels;
+- blank images: a constant image, or one whose pixels span fewer than ``blank_range`` levels.
+
+Pairs are reported within and across Training, PublicTest and PrivateTest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import CLASSES, SPLITS, FER2013
+
+
+def dhash(images: torch.Tensor) -> torch.Tensor:
+    """64-bit difference hash of each N x H x W uint8 image, as int64."""
+    small = F.interpolate(images[:, None].float(), size=(8, 9), mode="area")[:, 0]
+    bits = (small[:, :, 1:] > small[:, :, :-1]).reshape(len(images), 64).long()
+    return (bits << torch.arange(64)).sum(1)  # bit 63 wraps to the sign: still a unique key
+
+
+def _groups(keys) -> list[list[int]]:
+    by_key = defaultdict(list)
+    for i, k in enumerate(keys):
+        by_key[k].append(i)
+    return [g for g in by_key.values() if len(g) > 1]
+
+
+def audit(ds: FER2013, blank_range: int = 8) -> tuple[list[dict], dict]:
+    """(rows, summary): one row per pair or blank image; summary counts by kind and split pair."""
+    exact = _groups(hashlib.sha1(img.numpy().tobytes()).digest() for img in ds.images)
+    exact_id = {i: g for g, members in enumerate(exact) for i in members}
+    near = _groups(dhash(ds.images).tolist())
+    rows = []
+
+    def pair(kind, a, b):
+        rows.append({"kind": kind, "index_a": a, "split_a": SPLITS[ds.splits[a]], "label_a": CLASSES[ds.labels[a]],
+                     "index_b": b, "split_b": SPLITS[ds.splits[b]], "label_b": CLASSES[ds.labels[b]]})
+
+    for g in exact:
+        for a, b in combinations(g, 2):
+            pair("exact_duplicate", a, b)
+            if ds.labels[a] != ds.labels[b]:
+                pair("label_conflict", a, b)
+    for g in near:
+        for a, b in combinations(g, 2):
+            if exact_id.get(a, -1) != exact_id.get(b, -2):  # not the same exact group
+                pair("near_duplicate", a, b)
+    span = ds.images.amax(dim=(1, 2)).int() - ds.images.amin(dim=(1, 2)).int()
+    for i in torch.nonzero(span < blank_range).flatten().tolist():
+        rows.append({"kind": "blank" if span[i] == 0 else "near_blank", "index_a": i,
+                     "split_a": SPLITS[ds.splits[i]], "label_a": CLASSES[ds.labels[i]],
+                     "index_b": "", "split_b": "", "label_b": ""})
+    summary: dict = defaultdict(int)
+    for r in rows:
+        where = r["split_a"] if not r["split_b"] else "/".join(sorted({r["split_a"], r["split_b"]}))
+        summary[f"{r['kind']} {where}"] += 1
+        summary[r["kind"]] += 1
+    leaked = _leaked(rows)
+    for s in ("PublicTest", "PrivateTest"):
+        summary[f"{s} images with a duplicate in Training"] = sum(1 for i in leaked if SPLITS[ds.splits[i]] == s)
+    return rows, dict(sorted(summary.items()))
+
+
+def _leaked(rows: list[dict]) -> set[int]:
+    """Dataset indices of PublicTest/PrivateTest images that have an exact or near duplicate in Training."""
+    return {r["index_a"] if r["split_b"] == "Training" else r["index_b"]
+            for r in rows if r["kind"] in ("exact_duplicate", "near_duplicate")
+            and (r["split_a"] == "Training") != (r["split_b"] == "Training")}
+
+
+def write_audit(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["kind", "index_a", "split_a", "label_a", "index_b", "split_b", "label_b"])
+        w.writeheader()
+        w.writerows(rows)
