@@ -66,13 +66,20 @@ def tiny_csv(tmp_path) -> Path:
     return tmp_path / "fer2013.csv"
 
 
+@pytest.fixture(scope="session")
+def _real_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("real-cache")
+
+
 @pytest.fixture
-def real_data() -> Path:
-    """The real FER-2013 from $FER_BENCH_DATA. In CI its absence is a failure, not a skip."""
+def real_data(_real_cache, monkeypatch) -> Path:
+    """The real FER-2013 from $FER_BENCH_DATA. In CI its absence is a failure, not a skip.
+    Its decoded cache is shared by the session's real-data tests (decoding takes seconds)."""
     if not REAL_DATA or not Path(REAL_DATA).exists():
         if os.environ.get("CI"):
             pytest.fail("CI must run the real-data tests: set FER_BENCH_DATA to the FER-2013 folder.")
         pytest.skip("set FER_BENCH_DATA to the real FER-2013 to run this test")
+    monkeypatch.setenv("FER_BENCH_CACHE", str(_real_cache))
     return Path(REAL_DATA)
 
 
