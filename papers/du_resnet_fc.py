@@ -1,0 +1,208 @@
+"""Du, "Facial emotion recognition based on improved ResNet" (seed 001_cc3e3eddef794dc3).
+
+§2.2: 48x48x3 inputs go into ResNet50, whose 2x2x2048 feature map feeds two blocks, each
+a dropout (0.5), a batch normalisation and an activation around fully connected layers;
+the first block flattens the map; a softmax layer classifies. The abstract and §4: the
+blocks are "stacked with shortcut connections". §2.2.2: Adam, betas 0.9/0.999, eps 1e-8.
+§2.2.3: categorical cross-entropy. §1, §4: 30 epochs, and the baseline, the classical
+ResNet50, is trained with "the same callback methods". Figures 2-5 are missing from the
+text, so the confusion matrix of Figure 5 cannot be transcribed.
+"""
+
+from torch import nn
+
+from fer_bench import Claim, Model, Paper, register
+from fer_bench.backbones import resnet50, resnet50_stages
+
+NUM_CLASSES = 7  # FER-2013's seven classes (§2.1 says "six categories": see interpretations)
+FEATURE_CHANNELS = 2048  # §2.2 "Feature maps with a scale size of 2x2x2048"
+FEATURE_SIDE = 2  # 48 / 32, ResNet50's output stride
+DROPOUT = 0.5  # §2.2 "dropout layer randomly drops 50 presented neurons"; PAPERS.md: 0.5
+FC_WIDTH = 1024  # not given: the Dense(1024) of the Keras Applications fine-tuning example
+
+
+class ResNet50(nn.Module):
+    """The classical ResNet50 (§3 baseline): its own top, global average pooling and a 7-way
+    fully connected softmax layer, as Keras' ResNet50(include_top=True, classes=7)."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        self.net = resnet50(pretrained)
+        self.net.fc = nn.Linear(self.net.fc.in_features, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class FCBlock(nn.Module):
+    """§2.2: dropout, a fully connected layer, batch normalisation, activation.
+
+    With ``shortcut`` the block is a residual block of §2.2.1 eq. (1), H(x) = F(x) + x, the
+    identity added before the block's activation as in ResNet's own blocks (Figure 3).
+    """
+
+    def __init__(self, in_features: int, out_features: int, flatten: bool = False, shortcut: bool = False):
+        super().__init__()
+        if shortcut and in_features != out_features:
+            raise ValueError("an identity shortcut needs equal input and output widths")
+        self.flatten = nn.Flatten() if flatten else nn.Identity()  # §2.2 "the first block includes a flattening layer"
+        self.dropout = nn.Dropout(DROPOUT)  # §2.2 "a dropout layer"
+        self.fc = nn.Linear(in_features, out_features)  # "connecting the fully connected layers"
+        self.bn = nn.BatchNorm1d(out_features)  # §2.2 "a batch normalisation layer"
+        self.act = nn.ReLU(inplace=True)  # §2.2 "an activation layer" (ReLU: ResNet's own sigma)
+        self.shortcut = shortcut  # abstract, §4 "stacked with shortcut connections"
+
+    def forward(self, x):
+        x = self.flatten(x)
+        y = self.bn(self.fc(self.dropout(x)))
+        return self.act(y + x if self.shortcut else y)
+
+
+class ImprovedResNet50(nn.Module):
+    """§2.2, Figure 2: ResNet50 (no top) -> 2x2x2048 -> block 1 (flatten) -> block 2 (+ shortcut) -> softmax layer."""
+
+    def __init__(self, pretrained: bool = False, width: int = FC_WIDTH):
+        super().__init__()
+        self.features = nn.Sequential(*resnet50_stages(resnet50(pretrained)))  # "ResNet50 for feature extraction"
+        flat = FEATURE_CHANNELS * FEATURE_SIDE * FEATURE_SIDE  # 8192 = 2 x 2 x 2048 flattened
+        self.block1 = FCBlock(flat, width, flatten=True)  # the width changes here: no identity shortcut possible
+        self.block2 = FCBlock(width, width, shortcut=True)  # "stacked with shortcut connections"
+        self.classifier = nn.Linear(width, NUM_CLASSES)  # §2.2 "a Softmax layer" (softmax is inside the loss)
+
+    def forward(self, x):
+        return self.classifier(self.block2(self.block1(self.features(x))))
+
+
+# ---------------------------------------------------------------- recipe (§1, §2.1-§2.2.3, §4)
+
+RECIPE = dict(
+    input_size=48,  # §2.1 "resolution of 48x48 pixels"; §2.2 "48x48x3 inputs"
+    channels=3,  # §2.2 "48x48x3": the gray image is replicated
+    normalize="none",  # not stated: pixels scaled to [0, 1], Keras' rescale=1./255
+    optimizer="adam",  # §1, §2.2.2 "Adaptive Moment Estimation (Adam)"
+    lr=1e-3,  # §2.2.2 names the step size eta but no value: Keras' Adam default
+    adam_beta1=0.9,  # §2.2.2 "beta_1 and beta_2 ... are default as 0.9 and 0.999"
+    adam_beta2=0.999,
+    adam_eps=1e-8,  # §2.2.2 "epsilon is a constant equalling 10^-8"
+    weight_decay=0.0,  # no regularisation besides dropout and batch normalisation is mentioned
+    label_smoothing=0.0,  # §2.2.3 plain categorical cross-entropy, eq. (7)
+    epochs=30,  # §1 "with 30 epochs and the Adam optimizer"; §4 "with 30 epochs"
+    batch_size=32,  # not stated: Keras' model.fit default
+    # §4 "the same callback methods" for both models, not named: Keras' ReduceLROnPlateau with its
+    # defaults on the validation loss, and ModelCheckpoint keeping the best validation accuracy
+    scheduler="plateau",
+    plateau_monitor="val/loss",
+    plateau_factor=0.1,
+    plateau_patience=10,
+    monitor="val/acc",
+    pretrained=False,  # no pre-training is mentioned; ImageNet weights with --set pretrained=true
+)
+
+INTERPRETATIONS = {
+    "fc_width=1024": "No widths are given; both fully connected layers of the blocks get 1024 units, the Dense(1024) "
+                     "of the Keras Applications fine-tuning example (`--set fc_width=N` changes it).",
+    "block order": "§2.2 lists dropout, batch normalisation and activation around the fully connected layers; each "
+                   "block is Dropout -> Linear -> BatchNorm -> ReLU (the listed order, the dense layer after dropout).",
+    "shortcut": "The 'shortcut connections' are an identity shortcut around block 2, added before its ReLU as in "
+                "eq. (1)/Figure 3; block 1 changes the width (8192 -> 1024), where only a projection would fit.",
+    "activation=ReLU": "'an activation layer' without a name; ReLU, the sigma of ResNet's blocks (§2.2.1).",
+    "softmax layer": "§2.2's 'Softmax layer' is a 7-way fully connected layer; the softmax is inside the loss.",
+    "dropout=0.5": "'randomly drops 50 presented neurons' is read as a rate of 0.5 (50%) in both blocks.",
+    "resnet50 baseline": "'the classical ResNet50' keeps its own top: global average pooling and a 7-way layer "
+                         "(Keras' ResNet50 with include_top=True, classes=7).",
+    "torchvision ResNet50": "torchvision's ResNet50 (v1.5, convs without bias, 23,508,032 parameters without top) "
+                            "stands in for Keras' (v1, convs with bias, 23,587,712); both map 48x48 to 2x2x2048.",
+    "flatten order": "Keras flattens the map as HxWxC, PyTorch as CxHxW: the same layer up to a permutation of "
+                     "the first fully connected layer's inputs.",
+    "pretrained=false": "Pre-training is not mentioned; trained from scratch (Keras' ResNet50 would default to "
+                        "ImageNet weights: `--set pretrained=true`).",
+    "lr=1e-3": "§2.2.2 writes the Adam update with a step size but gives no value; Keras' Adam default.",
+    "batch_size=32": "Not stated; Keras' model.fit default.",
+    "callbacks": "'the same callback methods' are not named; Keras' ReduceLROnPlateau with its defaults (val_loss, "
+                 "factor 0.1, patience 10) plus ModelCheckpoint on validation accuracy; no EarlyStopping, since "
+                 "both models ran the stated 30 epochs.",
+    "normalize=none": "No normalisation is stated; pixels are scaled to [0, 1] (Keras' rescale=1./255).",
+    "no augmentation": "None is described (§4 leaves 'advanced data augmentation' to future work).",
+    "splits": "'3589 for testing and validation' is read as 3,589 each (PublicTest, PrivateTest), which with "
+              "28,709 training images makes the stated 35,887.",
+    "validation split": "Table 1 repeats the endpoints of Figure 4's curves (a Keras validation curve); its numbers "
+                        "are compared with PublicTest, the canonical validation split, PrivateTest beside it.",
+    "287039": "§2.1's '287039 images for training' is a typo for the official 28,709 (35,887 - 2 x 3,589).",
+    "seven classes": "§2.1 says 'six categories', but FER-2013 has seven and §3 speaks of Disgust and 'the other "
+                     "six classes'; 7 outputs.",
+}
+
+# ---------------------------------------------------------------- claims (abstract, §1, §2.1, §3, §4, Table 1)
+
+_TABLE1_NOTE = ("Which split the held-out numbers come from is not said ('3589 for testing and validation'); they "
+                "equal the endpoints of Figure 4's curves, so they are read as the last epoch's validation values.")
+
+CLAIMS = [
+    Claim(model="improved_resnet50", metric="accuracy", value=0.5731, as_printed="57.31%", split="PublicTest",
+          protocol="canonical", source="Table 1; §1; §3 (Figure 4)", quote="Improved ResNet50 1.15563 57.31%",
+          note=_TABLE1_NOTE),
+    Claim(model="improved_resnet50", metric="loss", value=1.15563, as_printed="1.15563", split="PublicTest",
+          protocol="canonical", source="Table 1", quote="Improved ResNet50 1.15563 57.31%",
+          note="Categorical cross-entropy. " + _TABLE1_NOTE),
+    Claim(model="resnet50", metric="accuracy", value=0.44, as_printed="44.00%", split="PublicTest",
+          protocol="canonical", source="Table 1", quote="ResNet50 1.47082 44.00%", note=_TABLE1_NOTE),
+    Claim(model="resnet50", metric="loss", value=1.47082, as_printed="1.47082", split="PublicTest",
+          protocol="canonical", source="Table 1", quote="ResNet50 1.47082 44.00%",
+          note="Categorical cross-entropy. " + _TABLE1_NOTE),
+    Claim(model="improved_resnet50", metric="accuracy_gain", value=0.1331, as_printed="13.31%", split="PublicTest",
+          protocol="canonical", source="Abstract; §1; §3; §4; Table 1",
+          quote="The accuracy achieved by the improved model on the Facial Emotion Recognition 2013 dataset "
+                "(FER-2013) is 13.31% higher than that of the ResNet50",
+          relative_to="resnet50",
+          note="Absolute points: Table 1's 57.31% - 44.00%. §4: 'with 30 epochs and the same callback methods'."),
+    Claim(model="improved_resnet50", metric="accuracy_curve", value=None, as_printed="from 41.73% to 57.31%",
+          split="PublicTest", protocol="canonical", source="§3 (Figure 4, bottom right)",
+          quote="the accuracy rises from 41.73% to 57.31%", matrix=[[0.4173, 0.5731]],
+          labels=["first epoch", "last epoch (30)"],
+          note="Endpoints of the training curve; the figure is missing, and whether the curve is the training or "
+               "the validation one is not said (its end equals Table 1)."),
+    Claim(model="improved_resnet50", metric="loss_curve", value=None, as_printed="from 5.3601 to 1.1556",
+          split="PublicTest", protocol="canonical", source="§3 (Figure 4, bottom left)",
+          quote="the cross-entropy loss drops from 5.3601 to 1.1556", matrix=[[5.3601, 1.1556]],
+          labels=["first epoch", "last epoch (30)"],
+          note="Endpoints of the cross-entropy curve; its end equals Table 1's 1.15563 rounded."),
+    Claim(model="resnet50", metric="accuracy_curve", value=None, as_printed="less than 45%", split="PublicTest",
+          protocol="canonical", source="§3 (Figure 4, upper right)",
+          quote="The loss is larger than 1.4 and the accuracy is less than 45%", matrix=[[0.45]],
+          labels=["upper bound over the 30 epochs"],
+          note="A bound, not a value: the baseline's accuracy curve stays below 45% with 'large fluctuations'."),
+    Claim(model="resnet50", metric="loss_curve", value=None, as_printed="larger than 1.4", split="PublicTest",
+          protocol="canonical", source="§3 (Figure 4, upper left)",
+          quote="The loss is larger than 1.4 and the accuracy is less than 45%", matrix=[[1.4]],
+          labels=["lower bound over the 30 epochs"],
+          note="A bound, not a value: the baseline's loss curve stays above 1.4."),
+    Claim(model="*", metric="dataset_size", value=35887.0, as_printed="35,887", split="all", protocol="canonical",
+          source="§2.1", quote="FER-2013 consists of 35,887 images"),
+    Claim(model="*", metric="dataset_size", value=287039.0, as_printed="287039", split="Training",
+          protocol="canonical", source="§2.1", quote="separated into 287039 images for training",
+          note="A typo: FER-2013's official Training split has 28,709 images (35,887 - 2 x 3,589), which is what "
+               "fer-bench trains on; official counts 28,709 / 3,589 / 3,589."),
+    Claim(model="*", metric="dataset_size", value=3589.0, as_printed="3589", split="PublicTest",
+          protocol="canonical", source="§2.1", quote="3589 for testing and validation",
+          note="Read as 3,589 for validation (the official PublicTest count)."),
+    Claim(model="*", metric="dataset_size", value=3589.0, as_printed="3589", split="PrivateTest",
+          protocol="canonical", source="§2.1", quote="3589 for testing and validation",
+          note="Read as 3,589 for testing (the official PrivateTest count)."),
+]
+
+PAPER = register(Paper(
+    id="du_resnet_fc",
+    title="Facial emotion recognition based on improved ResNet",
+    seed="001_cc3e3eddef794dc3.txt",
+    models={
+        "improved_resnet50": Model(lambda cfg: ImprovedResNet50(cfg["pretrained"], cfg["fc_width"]),
+                                   recipe=dict(fc_width=FC_WIDTH),  # unstated width, --set-able
+                                   summary="ResNet50 -> 2x2x2048 -> [flatten, dropout, FC, BN, ReLU] -> "
+                                           "[dropout, FC, BN, +shortcut, ReLU] -> 7-way"),
+        "resnet50": Model(lambda cfg: ResNet50(cfg["pretrained"]),
+                          summary="classical ResNet50: global average pooling, 7-way head (baseline)"),
+    },
+    recipe=RECIPE,
+    claims=CLAIMS,
+    interpretations=INTERPRETATIONS,
+))
