@@ -32,6 +32,7 @@ class Claim:
       confusion_matrix                  value = None, matrix = rows true / columns predicted, labels = order
       dataset_size                      value = number of images of ``split`` ("all" for the whole set)
       train_time_hours                  value = hours of training the paper reports
+      accuracy_curve, loss_curve        value = None, matrix = [[first, last]] (or a bound) of a training curve
     """
     model: str  # a registered model name, or a name of the paper's own for cited/unrun models
     metric: str  # accuracy, loss, macro_f1, accuracy_gain, per_class_accuracy, confusion_matrix, ...
