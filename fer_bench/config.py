@@ -24,6 +24,11 @@ DEFAULTS: dict = dict(
     aug_shear=0.0,  # +- degrees
     aug_affine_p=1.0,  # probability that an image gets the affine warp
     aug_erasing=0.0,  # probability of random erasing
+    aug_resized_crop_min=0.0,  # >0: RandomResizedCrop per image, area fraction in [min, max], ratio 3/4-4/3, same size
+    aug_resized_crop_max=1.0,
+    aug_rotation_p=0.0,  # >0: rotation drawn on its own with this probability (else inside the aug_affine_p warp)
+    crop_size=0,  # >0: the network sees crop_size x crop_size crops of the input_size image (center crop to evaluate)
+    train_views="one",  # one: one view per image (a random crop with crop_size); tencrop: all ten crops, each a sample
     # optimisation
     epochs=1,
     batch_size=64,
@@ -60,7 +65,8 @@ CHOICES = {
     "plateau_monitor": ("val/loss", "val/acc"),
     "monitor": ("val/acc", "val/loss"),
     "protocol": ("canonical",),
-    "tta": ("none", "hflip"),
+    "tta": ("none", "hflip", "tencrop"),  # test-time views whose softmax is averaged (fer_bench.tta)
+    "train_views": ("one", "tencrop"),
 }
 
 # profile name -> overrides. "paper" is the recipe as written; the others cut its budget.

@@ -14,6 +14,7 @@ import torchmetrics
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from . import tta
 from .augment import preprocess
 from .data import CLASSES, FER2013, load_fer2013
 
@@ -149,14 +150,14 @@ class FERClassifier(L.LightningModule):
         return preprocess(x, self.cfg, train, *self.norm), y
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation logits, averaged over test-time views when ``tta`` asks for them."""
-        logits = self.model(x)
-        if self.cfg["tta"] == "hflip":
-            logits = (logits.softmax(-1) + self.model(x.flip(-1)).softmax(-1)).div(2).log()
-        return logits
+        """Evaluation logits of the plain view (the image, or its center ``crop_size`` crop), or under
+        ``tta`` the log of the softmax averaged over the test-time views (fer_bench.tta)."""
+        return tta.evaluate(self.model, x, self.cfg)[1]
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if len(x) != len(y):  # train_views=tencrop: each image's views are adjacent rows, each a sample
+            y = y.repeat_interleave(len(x) // len(y))
         logits = self.model(x)
         loss = self.criterion(logits, y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
@@ -174,14 +175,16 @@ class FERClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         x, y = batch
-        logits = self.predict_logits(x)
+        plain, logits = tta.evaluate(self.model, x, self.cfg)  # the same tensor without TTA
         self.test_loss[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y), weight=len(y))
         self.test_metrics[dataloader_idx].update(logits, y)
+        if self.cfg["tta"] != "none":  # the plain view's metrics too, so TTA's effect can be read off
+            tta.plain_metrics(self, len(self.test_metrics), len(CLASSES))[dataloader_idx].update(plain, y)
 
     def on_test_epoch_end(self):
         # compute() syncs the metric states across DDP ranks: each rank saw a disjoint share
         self.test_results = {}
-        for name, metrics, loss in zip(EVAL_SPLITS, self.test_metrics, self.test_loss):
+        for i, (name, metrics, loss) in enumerate(zip(EVAL_SPLITS, self.test_metrics, self.test_loss)):
             m = metrics.compute()
             cm = m["confusion_matrix"].long()
             self.test_results[name] = {
@@ -192,6 +195,11 @@ class FERClassifier(L.LightningModule):
                 "per_class_accuracy": {c: float(a) for c, a in zip(CLASSES, m["per_class_accuracy"])},
                 "confusion_matrix": cm.tolist(),
             }
+            if self.cfg["tta"] != "none":  # the numbers above average the views; "plain" is the single view
+                plain = tta.plain_metrics(self, len(self.test_metrics), len(CLASSES))[i]
+                self.test_results[name]["tta"] = {"mode": self.cfg["tta"], "views": tta.NUM_VIEWS[self.cfg["tta"]]}
+                self.test_results[name]["plain"] = plain.compute()
+                plain.reset()
             metrics.reset()
             loss.reset()
 
