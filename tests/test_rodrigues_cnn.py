@@ -1,0 +1,225 @@
+"""rodrigues_cnn: every fact the paper states about its networks, recipe and claims, checked on CPU."""
+
+import json
+import re
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT, cli
+from fer_bench import UserError, get_paper, runner
+from fer_bench.cli import main
+from fer_bench.data import FER2013, SPLITS
+from fer_bench.training import FERDataModule, default_optimizers
+
+PAPER = get_paper("rodrigues_cnn")
+SEED_TEXT = ROOT.parent / "shared" / "seeds" / PAPER.seed
+# torchvision ResNet50 v1.5 without its top (23,508,032) + Dense(2048 -> 7) (14,343); Keras v1 would be 23,548,935
+RESNET50_PARAMS = 23_522_375
+CNN8_PARAMS = 7_212_871  # convs 4,684,224 + BN 3,712 + dense 2,359,808 + 131,328 + 32,896 + 903
+EXPECTED_PARAMS = {"resnet50_scratch": RESNET50_PARAMS, "resnet50_imagenet": RESNET50_PARAMS, "cnn8": CNN8_PARAMS}
+
+
+def build(model: str) -> nn.Module:
+    return PAPER.build(model, {**PAPER.resolve(model), "pretrained": False})
+
+
+def trainable(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------- networks
+
+@pytest.mark.parametrize("model", ["resnet50_scratch", "resnet50_imagenet"])
+def test_resnet50_has_over_23_million_trainable_parameters(model):
+    net = build(model)
+    assert trainable(net) > 23_000_000  # §II.C.i "over 23 million trainable parameters"
+    assert trainable(net) == RESNET50_PARAMS
+
+
+def test_resnet50_without_top_then_gap_and_dense7():
+    net = build("resnet50_scratch").eval()
+    assert isinstance(net.features.fc, nn.Identity)  # include_top=False
+    assert (net.head.in_features, net.head.out_features) == (2048, 7)
+    seen = {}
+
+    def keep_shape(module, inputs, output):
+        seen["c5"] = output.shape
+
+    net.features.layer4.register_forward_hook(keep_shape)
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 48, 48))
+    assert tuple(seen["c5"]) == (1, 2048, 2, 2)  # Keras' ResNet50 on (48, 48, 3) also ends 2x2x2048
+
+
+def test_cnn8_has_exactly_eight_convolutions_in_pairs_followed_by_batchnorm():
+    net = build("cnn8")
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 8  # §II.C.ii "a custom network with 8 convolutional layers"
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    blocks = list(net.features)
+    assert len(blocks) == 4
+    kinds = [type(m) for m in blocks[0]]
+    # "start with two convolutions, followed by a batch normalization"
+    assert kinds[:5] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
+    for block in blocks:
+        assert sum(isinstance(m, nn.Conv2d) for m in block) == 2
+        assert isinstance(block[-3], nn.BatchNorm2d)  # the pair ends in batch normalisation
+        assert isinstance(block[-2], nn.MaxPool2d) and block[-2].kernel_size == 3  # "one cluster of 3x3"
+        assert isinstance(block[-1], nn.Dropout) and block[-1].p == 0.5
+    linears = [m for m in net.classifier if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4608, 512), (512, 256), (256, 128), (128, 7)]
+    assert [m.p for m in net.classifier if isinstance(m, nn.Dropout)] == [0.4, 0.4, 0.5]
+    assert trainable(net) == CNN8_PARAMS
+    assert trainable(net) < RESNET50_PARAMS  # §III "a simpler model to train, with less parameters"
+
+
+def test_cnn8_feature_maps_halve_to_3x3():
+    net = build("cnn8").eval()
+    x, sides = torch.zeros(1, 1, 48, 48), []
+    with torch.no_grad():
+        for block in net.features:
+            x = block(x)
+            sides.append(x.shape[-1])
+    assert sides == [24, 12, 6, 3]
+
+
+@pytest.mark.parametrize("model", list(EXPECTED_PARAMS))
+def test_seven_logits_at_the_recipe_input(model):
+    cfg = PAPER.resolve(model)
+    net = build(model).train()
+    x = torch.randn(2, cfg["channels"], cfg["input_size"], cfg["input_size"])
+    out = net(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_list_json_reports_exact_parameter_counts_and_claims():
+    res = cli("list", "--json", timeout=120)
+    assert res.returncode == 0, res.stderr
+    paper = next(p for p in json.loads(res.stdout) if p["id"] == "rodrigues_cnn")
+    assert {m["name"]: m["params"] for m in paper["models"]} == EXPECTED_PARAMS
+    acc = {c["model"]: c["value"] for c in paper["claims"] if c["metric"] == "accuracy" and c["kind"] == "own"}
+    assert acc == {"resnet50_scratch": 0.6294, "resnet50_imagenet": 0.6372, "cnn8": 0.6492}
+
+
+# ---------------------------------------------------------------- recipe
+
+def test_recipe_as_written():
+    for model in EXPECTED_PARAMS:
+        cfg = PAPER.resolve(model)
+        assert cfg["normalize"] == "dataset"  # §II.B mean/std standardisation
+        assert cfg["aug_hflip"] and cfg["aug_scale"] > 0 and cfg["aug_rotation"] > 0  # §II.B flip, zoom, rotation
+        assert cfg["aug_translate"] == cfg["aug_shear"] == cfg["aug_erasing"] == 0  # nothing else
+        assert cfg["epochs"] == 150  # §III
+        assert cfg["label_smoothing"] == 0  # plain cross-entropy
+        assert (cfg["optimizer"], cfg["lr"], cfg["adam_eps"], cfg["scheduler"]) == ("adam", 1e-3, 1e-7, "none")
+        assert cfg["input_size"] == 48
+    assert PAPER.resolve("resnet50_scratch")["channels"] == PAPER.resolve("resnet50_imagenet")["channels"] == 3
+    assert PAPER.resolve("cnn8")["channels"] == 1
+    opt = default_optimizers(nn.Linear(2, 2).parameters(), PAPER.resolve("cnn8"))
+    assert type(opt) is torch.optim.Adam  # no scheduler: the optimiser alone
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-3, (0.9, 0.999), 1e-7, 0.0)
+    assert [m for m in EXPECTED_PARAMS if PAPER.resolve(m)["pretrained"]] == ["resnet50_imagenet"]
+
+
+def test_normalisation_statistics_come_from_training_only():
+    """Training pixels in [0, 60], the test splits all 250: the stats must be Training's alone."""
+    g = torch.Generator().manual_seed(0)
+    n = {"Training": 70, "PublicTest": 35, "PrivateTest": 35}
+    images = torch.cat([torch.randint(0, 61, (n["Training"], 48, 48), generator=g, dtype=torch.uint8),
+                        torch.full((n["PublicTest"] + n["PrivateTest"], 48, 48), 250, dtype=torch.uint8)])
+    splits = torch.cat([torch.full((k,), SPLITS.index(s)) for s, k in n.items()])
+    labels = torch.arange(len(splits)) % 7
+    data = FER2013(images, labels, splits, format="synthetic", fingerprint="synthetic")
+    dm = FERDataModule(data, PAPER.resolve("cnn8"), seed=0)
+    dm.setup()
+    train = images[: n["Training"]].float() / 255
+    mean, std = dm.norm
+    assert mean == pytest.approx(float(train.mean()), rel=1e-5)
+    assert std == pytest.approx(float(train.std()), rel=1e-5)
+    assert mean < 0.13 < float(images.float().mean() / 255)  # all splits together would give ~0.55
+
+
+# ---------------------------------------------------------------- ImageNet weights: never downloaded in tests
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every way torchvision fetches weights raises URLError, as it does without network."""
+    import torchvision.models._api as tv_api
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    if hasattr(tv_api, "load_state_dict_from_url"):
+        monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
+
+
+def test_imagenet_model_offline_raises_a_clear_error(offline):
+    with pytest.raises(UserError, match=r"Cannot load ImageNet weights.*--set pretrained=false"):
+        PAPER.build("resnet50_imagenet")
+
+
+def test_imagenet_model_offline_cli_exits_2_with_the_message(offline, tiny_folder, tmp_path, capsys, monkeypatch):
+    # runner.run() leaves its run directories in os.environ (for DDP children): undo that after the test
+    monkeypatch.setenv(runner._RUN_DIRS_ENV, "{}")
+    rc = main(["run", "--paper", "rodrigues_cnn", "--model", "resnet50_imagenet", "--profile", "smoke",
+               "--data", str(tiny_folder), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Cannot load ImageNet weights" in err and "--set pretrained=false" in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- claims
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("*", "").replace("\\", "")).strip().lower()
+
+
+def test_claims_carry_the_papers_numbers():
+    own = {(c.model, c.metric): c for c in PAPER.claims if c.kind == "own"}
+    assert {(m, own[(m, "loss")].value) for m in EXPECTED_PARAMS} == {
+        ("resnet50_scratch", 0.9717), ("resnet50_imagenet", 0.9715), ("cnn8", 0.9407)}
+    disgust = own[("resnet50_imagenet", "per_class_accuracy")]
+    assert (disgust.labels, disgust.matrix, disgust.value) == (["disgust"], [[0.62]], None)
+    assert own[("resnet50_scratch", "train_time_hours")].value == 1.5
+    cited = {c.model: c for c in PAPER.claims if c.kind == "cited"}
+    assert cited["resnet50 [8] Savoiu & Wong"].value == 0.651
+    assert cited["PCCPCCPCFFF CNN [3]"].relative_to == "cnn8"
+    for c in PAPER.claims:
+        assert c.source and c.quote
+        assert c.value is None or c.metric in ("dataset_size", "train_time_hours") or 0 <= c.value <= 1
+
+
+@pytest.mark.skipif(not SEED_TEXT.is_file(), reason="the paper's text (shared/seeds) is not on this machine")
+def test_every_quote_is_in_the_paper():
+    text = _squash(SEED_TEXT.read_text())
+    for c in PAPER.claims:
+        assert _squash(c.quote) in text, c.quote
+
+
+# ---------------------------------------------------------------- real FER-2013 through the CLI
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_smoke_run_on_real_fer2013(real_data, tmp_path):
+    res = cli("run", "--paper", "rodrigues_cnn", "--model", "cnn8", "--profile", "smoke",
+              "--data", str(real_data), "--out", str(tmp_path), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    [path] = Path(tmp_path).glob("runs/rodrigues_cnn/cnn8/*/metrics.json")
+    m = json.loads(path.read_text())
+    assert m["status"] == "completed" and m["epochs_completed"] == 1
+    sizes = {c.split: c.value for c in PAPER.claims if c.metric == "dataset_size"}
+    for split in ("PrivateTest", "PublicTest"):
+        assert m["splits"][split]["n"] == sizes[split] == 3589  # §II.A, each image counted once
+        assert 0 <= m["splits"][split]["accuracy"] <= 1
+    assert m["config"]["normalize"] == "dataset" and m["budget"]["full"] is False
