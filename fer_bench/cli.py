@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import UserError
 
@@ -25,17 +26,28 @@ def _list(args) -> None:
 
 
 def _run(args) -> None:
-    from .runner import run
+    from .runner import cv_summary_path, run
 
     paths = run(args.paper, model=args.model, profile=args.profile, seed=args.seed, data=args.data,
                 out=args.out, epochs=args.epochs, max_time=args.max_time, accelerator=args.accelerator,
                 devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
                 precision=args.precision, overrides=args.set, resume=args.resume,
-                deterministic=args.deterministic, progress=not args.no_progress)
+                deterministic=args.deterministic, progress=not args.no_progress, dataset=args.dataset,
+                folds=args.folds)
+    summaries = {}
     for p in paths:
         d = json.loads(p.read_text())
         acc = {s: f"{v['accuracy']:.4f}" for s, v in d["splits"].items()}
-        print(f"{d['paper']}/{d['model']} [{d['profile']}] {d['status']}: accuracy {acc} -> {p}")
+        fold = f" fold {d['fold']['index']}/{d['fold']['of']}" if "fold" in d else ""
+        print(f"{d['paper']}/{d['model']} [{d['profile']}]{fold} {d['status']}: accuracy {acc} -> {p}")
+        if "fold" in d:
+            summaries[d["fold"]["cv_id"]] = p
+    for p in summaries.values():  # cross-validation: mean and spread over the folds
+        cv = json.loads(cv_summary_path(p).read_text())
+        a = cv["test"]["accuracy"]
+        print(f"{cv['paper']}/{cv['model']} [{cv['profile']}] {cv['protocol']} on {cv['dataset']}: test accuracy "
+              f"{a['mean']:.4f} +- {a['std']:.4f} (mean +- sample std over {cv['folds']} folds; min {a['min']:.4f}, "
+              f"max {a['max']:.4f}; pooled {cv['pooled']['accuracy']:.4f}) -> {cv_summary_path(p)}")
 
 
 def _report(args) -> None:
@@ -44,6 +56,41 @@ def _report(args) -> None:
     report, paths = generate(args.runs, args.out, "README.md" if args.readme else None)
     print(f"{len(report.units)} run(s), {len(report.summary)} claim(s), {len(report.findings)} audit finding(s) -> "
           f"{paths['report']}, {paths['summary']}, {paths['figures']}/" + (" and README.md" if args.readme else ""))
+
+
+def _data(args) -> None:
+    from .data import load_fer2013, resolve_data_path
+
+    path = resolve_data_path(args.data)
+    ds = load_fer2013(path)
+    if args.action == "info":
+        counts = ds.counts()
+        print(f"FER-2013 at {path}: format {ds.format}, fingerprint {ds.fingerprint}, {len(ds.labels)} images")
+        print(f"{'split':<12}" + "".join(f"{c:>9}" for c in (*counts["Training"], "total")))
+        for split, per in counts.items():
+            print(f"{split:<12}" + "".join(f"{n:>9}" for n in (*per.values(), sum(per.values()))))
+        return
+    from .data_audit import audit, write_audit
+    from .results import write_json_atomic
+
+    rows, summary = audit(ds)
+    out = Path(args.out)
+    try:
+        write_audit(rows, out / "pairs.csv")
+        write_json_atomic(out / "summary.json", {"dataset": {"format": ds.format, "fingerprint": ds.fingerprint},
+                                                 "counts": summary})
+    except OSError as e:
+        raise UserError(f"Cannot write the audit to {out}: {e.strerror}. Choose a writable --out.") from None
+    for key, n in summary.items():
+        print(f"{n:>7}  {key}")
+    print(f"pairs: {out / 'pairs.csv'}; summary: {out / 'summary.json'}")
+
+
+def _check(args) -> int:
+    from .check import check
+
+    return check(args.data, Path(args.reference), update=args.update, only=args.only,
+                 out=Path(args.out) if args.out else None)
 
 
 def _devices(text: str):
@@ -64,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="paper", help="paper (the recipe as written) or smoke (seconds, for CI)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA, "
-                                                "then ./data/fer2013)")
+                                                "then ./data/fer2013); with --dataset jaffe the folder of the JAFFE "
+                                                ".tiff files (default $FER_BENCH_JAFFE, then ./data/jaffe)")
+    p.add_argument("--dataset", default="fer2013", choices=("fer2013", "jaffe"),
+                   help="fer2013 (default; official splits) or jaffe (user-supplied; k-fold cross-validation)")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="k-fold cross-validation, one run per fold (jaffe only; default 5); "
+                        "--set folds_by=subject for subject-independent folds")
     p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (recorded as a cut budget)")
     p.add_argument("--max-time", default=None, metavar="D:HH:MM:SS", help="stop training after this wall time")
@@ -84,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where REPORT.md, summary.csv and figures/ go (default: --runs)")
     p.add_argument("--readme", action="store_true", help="refresh the generated table in ./README.md")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("data", help="inspect the dataset: info (counts, fingerprint) or audit (duplicates, leaks)")
+    p.add_argument("action", choices=["info", "audit"])
+    p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA)")
+    p.add_argument("--out", default="results/data_audit", help="audit: where pairs.csv and summary.json go")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("check", help="CI reproducibility check: registry, smoke runs, determinism, reference")
+    p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA)")
+    p.add_argument("--reference", default="results/reference/smoke.json")
+    p.add_argument("--only", nargs="*", default=None, metavar="PAPER[/MODEL]", help="check these models only")
+    p.add_argument("--update", action="store_true", help="write the measured values as the new reference")
+    p.add_argument("--out", default=None, help="keep the smoke runs under this results root (default: discard)")
+    p.set_defaults(func=_check)
     return parser
 
 
@@ -92,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "max_time", None):
         _check_max_time(args.max_time)
     try:
-        args.func(args)
+        status = args.func(args) or 0
     except UserError as e:
         print(f"fer-bench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fer-bench: interrupted.", file=sys.stderr)
         return 2
-    return 0
+    return status
 
 
 def _check_max_time(text: str) -> None:

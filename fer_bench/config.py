@@ -55,6 +55,11 @@ DEFAULTS: dict = dict(
     # checkpoint selection and evaluation
     monitor="val/acc",  # PublicTest metric that selects the checkpoint
     protocol="canonical",  # canonical: train Training, select on PublicTest, report PrivateTest (+PublicTest)
+    # protocol=paper: the paper's own split, selecting on the reported test images (recorded as such)
+    paper_train_size=0,  # train on this many Training images (seeded by split_seed); 0 = all
+    paper_test_size=0,  # select on and report this many PrivateTest images (seeded); 0 = all
+    split_seed=0,  # seed of protocol=paper's subsets and of cross-validation folds (--folds)
+    folds_by="expression",  # --folds: expression (stratified) or subject (subject-independent)
     tta="none",
 )
 
@@ -64,7 +69,8 @@ CHOICES = {
     "scheduler": ("none", "plateau", "step", "cosine"),
     "plateau_monitor": ("val/loss", "val/acc"),
     "monitor": ("val/acc", "val/loss"),
-    "protocol": ("canonical",),
+    "protocol": ("canonical", "paper"),
+    "folds_by": ("expression", "subject"),
     "tta": ("none", "hflip", "tencrop"),  # test-time views whose softmax is averaged (fer_bench.tta)
     "train_views": ("one", "tencrop"),
 }

@@ -901,6 +901,7 @@ def to_markdown(report: Report, figures: dict[str, list[Path]], out: Path) -> st
         md_table(report.findings[report.findings.severity != "info"],
                  {"paper": "Paper", **FINDING_COLUMNS}),
     ]
+    lines += _data_audit_md(Path(report.runs_dir))
     for paper in report.papers:
         lines += _paper_section(report, paper, s[s.paper == paper.id], figures.get(paper.id, []), out)
     others = report.units[~report.units.paper.isin([p.id for p in report.papers])]
@@ -908,6 +909,19 @@ def to_markdown(report: Report, figures: dict[str, list[Path]], out: Path) -> st
         lines += ["## Runs of unregistered papers", "", md_table(_runs_view(others), {"paper": "Paper",
                                                                                      **RUNS_COLUMNS})]
     return "\n".join(lines) + "\n"
+
+
+def _data_audit_md(runs_dir: Path) -> list[str]:
+    """The counts of `fer-bench data audit --out <runs>/data_audit`, when it was run."""
+    path = runs_dir / "data_audit" / "summary.json"
+    if not path.is_file():
+        return ["## Dataset audit", "", "_not run: `fer-bench data audit --out results/data_audit`_", ""]
+    d = json.loads(path.read_text())
+    rows = pd.DataFrame([{"what": k, "count": v} for k, v in d["counts"].items()])
+    return ["## Dataset audit", "", f"`fer-bench data audit` on FER-2013 ({d['dataset']['format']} release, "
+            f"fingerprint `{d['dataset']['fingerprint']}`): pairs of images, or single images for blanks. Exact = "
+            "identical pixels; near = equal 64-bit difference hash.", "", md_table(rows, {"what": "Finding",
+                                                                                           "count": "Count"})]
 
 
 def _paper_section(report: Report, paper, s: pd.DataFrame, figures: list[Path], out: Path) -> list[str]:

@@ -1,10 +1,17 @@
-"""One Lightning Trainer path for every paper: fit, select on PublicTest, test, write metrics.json."""
+"""One Lightning Trainer path for every paper: fit, select on PublicTest, test, write metrics.json.
+
+Datasets: FER-2013 (official splits; ``protocol`` canonical or paper) and JAFFE (no official split:
+k-fold cross-validation, ``--folds K``, one run directory and metrics.json per fold, and a
+``<cv_id>-cv/cv.json`` with the mean and spread over the folds).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -13,35 +20,61 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .config import apply_overrides
+from .config import PROFILES, apply_overrides
 from .data import load_fer2013, resolve_data_path
+from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
 from .errors import UserError
 from .registry import get_paper
 from .results import SCHEMA, device_name, new_run_dir, software, write_json_atomic
-from .training import FERClassifier, FERDataModule
+from .training import EVAL_SPLITS, FERClassifier, FERDataModule
 
 _RUN_DIRS_ENV = "FER_BENCH_RUN_DIRS"  # rank 0 -> DDP child processes: where each model's run lives
+DATASETS = ("fer2013", "jaffe")
+DEFAULT_FOLDS = {"jaffe": 5}  # datasets without an official split are cross-validated
 
 
 class _TrainTimer(Callback):
-    """Wall time and images of the training epochs only (validation excluded)."""
+    """Wall time and images of the training epochs only: the clock stops while Lightning validates
+    (which it does inside the training epoch, before on_train_epoch_end)."""
 
     def __init__(self):
         self.seconds, self.images, self._t = 0.0, 0, None
 
-    def on_train_epoch_start(self, trainer, pl_module):
+    def _start(self, *_):
         self._t = time.perf_counter()
+
+    def _stop(self, *_):
+        if self._t is not None:
+            self.seconds += time.perf_counter() - self._t
+            self._t = None
+
+    on_train_epoch_start = _start
+    on_validation_start = on_train_epoch_end = on_exception = _stop
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.state.fn == "fit":  # validation inside fit: training resumes after it
+            self._start()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.images += len(batch[1]) * trainer.world_size
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds += time.perf_counter() - self._t
-        self._t = None
 
-    def on_exception(self, trainer, pl_module, exception):
-        if self._t is not None:
-            self.seconds += time.perf_counter() - self._t
+class _KeepLog(Callback):
+    """Lightning's CSV logger starts logs/metrics.csv afresh: a resumed run puts back the rows of the epochs it
+    does not train again."""
+
+    def __init__(self, path: Path):
+        try:  # read now: the logger deletes the file when it starts
+            with path.open(newline="") as f:
+                self.rows = list(csv.DictReader(f))
+        except FileNotFoundError:  # nothing was logged (or a DDP child, started after rank 0's logger)
+            self.rows = []
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero and self.rows:
+            trainer.logger.experiment.metrics[:0] = [{k: v for k, v in r.items() if v != ""} for r in self.rows
+                                                     if int(float(r["epoch"])) < trainer.current_epoch]
+            trainer.logger.save()
 
 
 def default_precision(accelerator: str) -> str:
@@ -54,9 +87,9 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if native_bf16 else "32-true"
 
 
-def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, overrides: list[str]) -> dict:
-    paper = get_paper(paper_id)
-    cfg = paper.resolve(model, profile)
+def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, overrides: list[str],
+                   dataset: str = "fer2013") -> dict:
+    cfg = _resolve(get_paper(paper_id), model, profile, dataset)
     if epochs is not None:
         if epochs < 1:
             raise UserError(f"--epochs {epochs}: give at least 1 epoch.")
@@ -64,15 +97,32 @@ def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, 
     return apply_overrides(cfg, overrides)
 
 
-def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed: int) -> dict:
-    """Whether this run had the paper's full budget; the reasons when it did not."""
-    full_cfg = get_paper(paper_id).resolve(model, "paper")
+def _resolve(paper, model: str, profile: str, dataset: str) -> dict:
+    """The paper's recipe for one dataset: a recipe key "DATASET.KEY" (e.g. "jaffe.epochs") replaces KEY on that
+    dataset, below the profile (a smoke run stays short) and the command line; such keys are then dropped."""
+    cfg = paper.resolve(model, profile)
+    profile_keys = {**PROFILES.get(profile, {}), **paper.profiles.get(profile, {})}
+    for key, value in list(cfg.items()):
+        name, dot, base = key.partition(".")
+        if dot and name == dataset and base not in profile_keys:
+            cfg[base] = value
+    return {k: v for k, v in cfg.items() if "." not in k}
+
+
+def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed: int,
+           dataset: str = "fer2013") -> dict:
+    """Whether this run had the paper's full recipe and budget; the reasons when it did not. Every recipe
+    key that differs from the paper profile counts (a narrower network or fewer epochs alike), except
+    those that change neither training nor the model: evaluation batching, memory layout, and the
+    protocol/TTA, which the report keeps apart as their own groups."""
+    full_cfg = _resolve(get_paper(paper_id), model, "paper", dataset)
     reasons = []
     if profile != "paper":
         reasons.append(f"profile {profile}")
-    for key in ("epochs", "train_subset", "input_size", "batch_size"):
-        if cfg[key] != full_cfg[key]:
-            reasons.append(f"{key}={cfg[key]} (paper: {full_cfg[key]})")
+    neutral = {"eval_batch_size", "channels_last", "protocol", "tta", "split_seed", "folds_by"}
+    for key in sorted(set(cfg) - neutral):
+        if cfg[key] != full_cfg.get(key):
+            reasons.append(f"{key}={cfg[key]} (paper: {full_cfg.get(key)})")
     if epochs_completed < cfg["epochs"]:
         reasons.append(f"stopped after {epochs_completed} of {cfg['epochs']} epochs")
     return {"full": not reasons, "reasons": reasons}
@@ -88,63 +138,220 @@ def _find_resumable(out: Path, paper: str, model: str) -> Path | None:
     return None
 
 
+def load_dataset(name: str, path=None):
+    """FER-2013 (--data, $FER_BENCH_DATA, ./data/fer2013) or JAFFE (--data, $FER_BENCH_JAFFE, ./data/jaffe)."""
+    if name == "jaffe":
+        return load_jaffe(resolve_jaffe_path(path))
+    return load_fer2013(resolve_data_path(path))
+
+
+def _check_folds(dataset: str, folds: int | None, resume: bool) -> int:
+    """The number of cross-validation folds (0: the dataset's official splits)."""
+    if folds is None:
+        folds = DEFAULT_FOLDS.get(dataset, 0)
+    elif dataset not in DEFAULT_FOLDS:
+        raise UserError(f"--folds: {dataset} has official splits and is not cross-validated; --folds applies to "
+                        f"{', '.join(DEFAULT_FOLDS)}.")
+    elif folds < 2:
+        raise UserError(f"--folds {folds}: {dataset} has no official split; cross-validate it with at least 2 "
+                        f"folds (the default is {DEFAULT_FOLDS[dataset]}).")
+    if folds and resume:
+        raise UserError("--resume does not continue a cross-validation; run it again without --resume.")
+    return folds
+
+
 def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0, data=None,
         out: str | Path = "results", epochs: int | None = None, max_time: str | None = None,
         accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
         precision: str | None = None, overrides: list[str] = (), resume: bool = False,
-        deterministic: bool = False, progress: bool = True) -> list[Path]:
-    """Train and evaluate one model (or all) of a paper; return the metrics.json paths written."""
+        deterministic: bool = False, progress: bool = True, dataset: str = "fer2013",
+        folds: int | None = None) -> list[Path]:
+    """Train and evaluate one model (or all) of a paper; return the metrics.json paths written (with ``folds``,
+    one per fold; each cross-validation's summary is in cv_summary_path(metrics.json of a fold))."""
     paper = get_paper(paper_id)
     models = list(paper.models) if model == "all" else [model]
     out = Path(out)
     # everything a user can get wrong is checked before any training starts
-    cfgs = {m: resolve_config(paper_id, m, profile, epochs, list(overrides)) for m in models}
-    data_path = resolve_data_path(data)
-    dataset = load_fer2013(data_path)
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset {dataset}: choose one of {', '.join(DATASETS)}.")
+    folds = _check_folds(dataset, folds, resume)
+    cfgs = {m: resolve_config(paper_id, m, profile, epochs, list(overrides), dataset) for m in models}
+    dataset_name, dataset = dataset, load_dataset(dataset, data)
+    if folds:  # also checks that the folds can be built, before any training
+        fold_sets = {m: make_folds(dataset.labels, folds, cfgs[m]["folds_by"], dataset.subjects,
+                                   cfgs[m]["split_seed"]) for m in models}
+    for m in models:  # pretrained weights must be at hand before any model trains
+        if cfgs[m].get("pretrained"):
+            paper.build(m, cfgs[m])
     precision = precision or default_precision(accelerator)
 
+    ddp_child = _RUN_DIRS_ENV in os.environ
     run_dirs = json.loads(os.environ.get(_RUN_DIRS_ENV, "{}"))  # set when we are a DDP child
-    if not run_dirs:
+    if not ddp_child:
         for m in models:
+            if folds:
+                run_dirs[m] = [str(d) for d in _new_cv_dirs(out, paper_id, m, seed, folds)]
+                continue
             prior = _find_resumable(out, paper_id, m) if resume else None
             if resume and prior is None:
                 raise UserError(f"--resume: no interrupted run of {paper_id}/{m} with a checkpoint under {out}.")
             run_dirs[m] = str(prior or new_run_dir(out, paper_id, m, seed))
-        os.environ[_RUN_DIRS_ENV] = json.dumps(run_dirs)
+        os.environ[_RUN_DIRS_ENV] = json.dumps(run_dirs)  # inherited by the DDP processes Lightning starts
+    try:
+        return _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume,
+                           fold_sets if folds else None, dict(
+                               max_time=max_time, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                               strategy=strategy, precision=precision, deterministic=deterministic,
+                               progress=progress))
+    finally:
+        if not ddp_child:  # a later run() in this process (fer-bench check) draws its own directories
+            os.environ.pop(_RUN_DIRS_ENV, None)
+
+
+def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume, fold_sets,
+                hw) -> list[Path]:
+    paper_id, folds = paper.id, fold_sets is not None
     written = []
     for m in models:
+        if folds:
+            info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
+                    "config": cfgs[m]}
+            written += _run_folds(paper, info, dataset, [Path(d) for d in run_dirs[m]], fold_sets[m], hw)
+            continue
         run_dir = Path(run_dirs[m])
-        info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "config": cfgs[m]}
+        info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
+                "config": cfgs[m]}
         if resume:
             info = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe
         elif "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
             write_json_atomic(run_dir / "run.json", info)
-        path = _run_one(paper, info, dataset, run_dir, resume=resume, max_time=max_time, accelerator=accelerator,
-                        devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
-                        deterministic=deterministic, progress=progress)
+        path = _run_one(paper, info, dataset, run_dir, resume=resume, **hw)
         if path:
             written.append(path)
     return written
 
 
+def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int) -> list[Path]:
+    """<cv_id>-cv (the summary) and <cv_id>-f1 ... -fK (one run each), siblings under <out>/runs/<paper>/<model>."""
+    parent = out / "runs" / paper / model
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            cv_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-s{seed}-{secrets.token_hex(3)}"
+            try:
+                (parent / f"{cv_id}-cv").mkdir()  # exclusive: a concurrent run draws another id
+            except FileExistsError:
+                continue
+            dirs = [parent / f"{cv_id}-cv"] + [parent / f"{cv_id}-f{i}" for i in range(1, k + 1)]
+            for d in dirs[1:]:
+                d.mkdir()
+            return dirs
+    except OSError as e:
+        raise UserError(f"Cannot write results under {out}: {e.strerror}. Choose a writable directory "
+                        "with --out DIR.") from None
+
+
+def _run_folds(paper, info: dict, dataset, dirs: list[Path], test_folds: list, hw: dict) -> list[Path]:
+    """Train and test one model on each fold; write cv.json with the mean and spread over the folds."""
+    cfg, k = info["config"], len(test_folds)
+    cv_dir, written = dirs[0], []
+    cv_id = cv_dir.name.removesuffix("-cv")
+    for i, (test, run_dir) in enumerate(zip(test_folds, dirs[1:]), start=1):
+        subjects = sorted({dataset.subject_names[s] for s in dataset.subjects[test].tolist()})
+        fold = {"cv_id": cv_id, "index": i, "of": k, "by": cfg["folds_by"], "split_seed": cfg["split_seed"],
+                "test_n": len(test), "test_subjects": subjects}
+        fold_info = {**info, "fold": fold}
+        if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+            write_json_atomic(run_dir / "run.json", fold_info)
+        path = _run_one(paper, fold_info, dataset, run_dir, resume=False, test_fold=test, **hw)
+        if path:
+            written.append(path)
+    if written:  # rank 0 only
+        summary = cv_summary([json.loads(p.read_text()) for p in written])
+        write_json_atomic(cv_dir / "cv.json", {**summary, "cv_id": cv_id, "runs": [p.parent.name for p in written]})
+    return written
+
+
+def cv_summary_path(fold_metrics: Path) -> Path:
+    """The cv.json beside the run directory of one fold."""
+    cv_id = json.loads(Path(fold_metrics).read_text())["fold"]["cv_id"]
+    return Path(fold_metrics).parent.parent / f"{cv_id}-cv" / "cv.json"
+
+
+def cv_summary(fold_results: list[dict]) -> dict:
+    """Mean, sample std (n-1), min and max over folds of the test accuracy, macro-F1 and loss, and the pooled
+    confusion matrix of all test folds (every image counted once) with its accuracy and per-class accuracy."""
+    import numpy as np
+
+    first = fold_results[0]
+    tests = [r["splits"]["test"] for r in fold_results]
+
+    def spread(values):
+        v = np.array(values, dtype=float)
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                "min": float(v.min()), "max": float(v.max()), "per_fold": [float(x) for x in v]}
+
+    cm = np.sum([t["confusion_matrix"] for t in tests], axis=0)
+    rows = cm.sum(1)
+    classes = list(tests[0]["per_class_accuracy"])
+    return {
+        "schema": "fer-bench/cv/v1", "paper": first["paper"], "model": first["model"], "profile": first["profile"],
+        "protocol": first["protocol"], "seed": first["seed"], "dataset": first["dataset"],
+        "folds": len(fold_results), "folds_by": first["fold"]["by"], "selected_on": first["selected_on"],
+        "status": "completed" if all(r["status"] == "completed" for r in fold_results) else "interrupted",
+        "test": {"accuracy": spread([t["accuracy"] for t in tests]),
+                 "macro_f1": spread([t["macro_f1"] for t in tests]),
+                 "loss": spread([t["loss"] for t in tests]),
+                 "per_class_accuracy_mean": {c: float(np.mean([t["per_class_accuracy"][c] for t in tests]))
+                                             for c in classes}},
+        "pooled": {"n": int(cm.sum()), "accuracy": float(np.trace(cm) / cm.sum()),
+                   "per_class_accuracy": {c: float(cm[i, i] / rows[i]) if rows[i] else 0.0
+                                          for i, c in enumerate(classes)},
+                   "confusion_matrix": cm.tolist()},
+        "budget": first["budget"], "config": first["config"],
+    }
+
+
+def _protocol(cfg: dict, fold: dict | None) -> tuple[str, str, str]:
+    """(protocol, the split the checkpoint was selected on, a sentence for the reader of metrics.json)."""
+    if fold is not None:
+        name = f"{fold['of']}-fold" + ("-subject" if fold["by"] == "subject" else "")
+        by = "stratified by expression" if fold["by"] == "expression" else "subject-independent"
+        return name, "test", (f"Fold {fold['index']} of a {fold['of']}-fold cross-validation ({by}, split_seed "
+                              f"{fold['split_seed']}). The checkpoint with the best {cfg['monitor']} on this fold's "
+                              "test images is kept: selection on the test set, as the paper does, so 'test' is "
+                              "optimistic. 'train' is the fold's training images, unaugmented.")
+    if cfg["protocol"] == "paper":
+        train = f"a seeded {cfg['paper_train_size']:,}" if cfg["paper_train_size"] else "all"
+        test = f"a seeded {cfg['paper_test_size']:,}" if cfg["paper_test_size"] else "all"
+        return "paper", "PrivateTest", (
+            f"The paper's own protocol, not the canonical one: trained on {train} of Training; the checkpoint is "
+            f"selected on, and reported on, {test} of PrivateTest (split_seed {cfg['split_seed']}). It selects on "
+            "the test set, as the paper does, so PrivateTest is optimistic; PublicTest (all of it) was never used "
+            "for selection.")
+    return cfg["protocol"], "PublicTest", ""
+
+
 def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerator, devices, num_nodes, strategy,
-             precision, deterministic, progress) -> Path | None:
+             precision, deterministic, progress, test_fold=None) -> Path | None:
     m, cfg, seed, profile = info["model"], info["config"], info["seed"], info["profile"]
     L.seed_everything(seed, workers=True, verbose=False)
-    dm = FERDataModule(dataset, cfg, seed)
+    dm = FERDataModule(dataset, cfg, seed, test_fold)
     dm.setup()
     net = paper.build(m, cfg)
-    module = FERClassifier(net, cfg, dm.norm, paper.configure_optimizers)
+    module = FERClassifier(net, cfg, dm.norm, paper.configure_optimizers, seed=seed)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=cfg["monitor"],
                            mode="max" if cfg["monitor"] == "val/acc" else "min", save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True)
+    # resumable state at every epoch end (a mid-epoch state would not resume to identical numbers)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
-                           save_on_exception=True, enable_version_counter=False)
+                           enable_version_counter=False)
     timer = _TrainTimer()
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_epochs=cfg["epochs"], max_time=max_time, deterministic=deterministic or None,
-        logger=CSVLogger(run_dir, name="", version="logs"), callbacks=[best, last, timer],
+        logger=CSVLogger(run_dir, name="", version="logs"),
+        callbacks=[best, last, timer, *([_KeepLog(run_dir / "logs" / "metrics.csv")] if resume else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10)
@@ -162,17 +369,20 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         t0 = time.perf_counter()
         trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
         eval_s = time.perf_counter() - t0
-        splits = module.test_results
+        splits = {name: module.test_results[s] for name, s in zip(dm.split_names, EVAL_SPLITS)}
     if not trainer.is_global_zero:
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
+    protocol, selected_on, protocol_note = _protocol(cfg, info.get("fold"))
     result = {
-        "schema": SCHEMA, "paper": info["paper"], "model": m, "profile": profile, "protocol": cfg["protocol"],
+        "schema": SCHEMA, "paper": info["paper"], "model": m, "profile": profile, "protocol": protocol,
         "seed": seed, "run_id": run_dir.name, "status": status,
         "epochs_planned": cfg["epochs"], "epochs_completed": epochs_done,
         "best_epoch": int(match.group(1)) + 1 if match else None,  # 1-based, like epochs_completed
-        "selected_on": "PublicTest" if cfg["protocol"] == "canonical" else "PrivateTest",
-        "budget": budget(info["paper"], m, profile, cfg, epochs_done),
+        "selected_on": selected_on,
+        **({"protocol_note": protocol_note} if protocol_note else {}),
+        **({"fold": info["fold"]} if "fold" in info else {}),
+        "budget": budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
         "splits": splits,
         "timing": {"train_s": round(timer.seconds, 3),
                    "train_img_per_s": round(timer.images / timer.seconds, 2) if timer.seconds else None,
@@ -183,7 +393,8 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                      "devices": trainer.num_devices, "num_nodes": trainer.num_nodes,
                      "precision": str(trainer.precision)},
         "software": software(),
-        "dataset": {"name": "fer2013", "format": dataset.format, "fingerprint": dataset.fingerprint},
+        "dataset": {"name": getattr(dataset, "name", "fer2013"), "format": dataset.format,
+                    "fingerprint": dataset.fingerprint, "n": len(dataset.labels)},
         "config": cfg,
     }
     path = run_dir / "metrics.json"

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 from . import tta
 from .augment import preprocess
 from .data import CLASSES, FER2013, load_fer2013
+from .errors import UserError
 
 EVAL_SPLITS = ("PrivateTest", "PublicTest")  # order of the test dataloaders
 IMAGENET_GRAY = (0.449, 0.226)  # mean/std of ImageNet's RGB stats averaged over channels
@@ -24,18 +25,18 @@ IMAGENET_GRAY = (0.449, 0.226)  # mean/std of ImageNet's RGB stats averaged over
 
 class _Batches(Sampler):
     """Yields index tensors, one per batch. Training: reshuffled every epoch from (seed, epoch),
-    this rank's share of a common permutation. Evaluation: this rank's share, in order, unpadded."""
+    this rank's share of a common permutation. Evaluation: this rank's share, in order, unpadded.
+    The epoch is the one Lightning is training (the fit loop's processed-epoch count, read when iteration
+    starts): a run resumed from an end-of-epoch checkpoint creates its first iterator before it advances
+    trainer.current_epoch, which would replay the previous epoch's order."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int, epoch_fn=None):
         self.n, self.bs, self.shuffle, self.seed, self.rank, self.world = n, batch_size, shuffle, seed, rank, world
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
-        self.epoch = epoch
+        self.epoch_fn = epoch_fn or (lambda: 0)
 
     def _indices(self) -> torch.Tensor:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
             idx = torch.randperm(self.n, generator=g)
             idx = idx[: self.n - self.n % self.world]  # equal shares, so DDP ranks step together
         else:
@@ -63,23 +64,62 @@ class _TensorBatches(torch.utils.data.Dataset):
         return self.images[idx], self.labels[idx]
 
 
+def _seeded_subset(x: torch.Tensor, y: torch.Tensor, n: int, g: torch.Generator, key: str, split: str):
+    """``n`` images drawn by ``g`` (all of them when n is 0)."""
+    if not n:
+        return x, y
+    if n > len(y):
+        raise UserError(f"{key}={n}, but {split} has only {len(y)} images: --set {key}=N with N <= {len(y)} "
+                        "(0 = all).")
+    keep = torch.randperm(len(y), generator=g)[:n]
+    return x[keep], y[keep]
+
+
 class FERDataModule(L.LightningDataModule):
     """FER-2013 with the official splits: train = Training, val = PublicTest,
-    test = [PrivateTest, PublicTest]."""
+    test = [PrivateTest, PublicTest].
 
-    def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0):
+    protocol=paper (a paper's own split): train = a seeded ``paper_train_size`` of Training, val = test[0] =
+    a seeded ``paper_test_size`` of PrivateTest, so the checkpoint is selected on the reported images as
+    such papers do; test[1] = PublicTest, never used for selection.
+    ``test_fold`` (k-fold cross-validation of a dataset without official splits, e.g. JAFFE): train = the
+    other images, val = test[0] = the fold's images (the selection the paper makes), test[1] = the fold's
+    training images, unaugmented. ``split_names`` names the test dataloaders, in order."""
+
+    def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0, test_fold: torch.Tensor | None = None):
         super().__init__()
-        self.data = data if isinstance(data, FER2013) else load_fer2013(data)
-        self.cfg, self.seed = cfg, seed
+        self.data = data if hasattr(data, "images") else load_fer2013(data)  # FER2013, or a JAFFE with test_fold
+        self.cfg, self.seed, self.test_fold = cfg, seed, test_fold
+        self.split_names = ("test", "train") if test_fold is not None else EVAL_SPLITS
 
     def setup(self, stage=None):
         g = torch.Generator().manual_seed(self.seed)
-        x, y = self.data.split("Training")
+        paper = self.cfg["protocol"] == "paper" and self.test_fold is None
+        split_g = torch.Generator().manual_seed(self.cfg["split_seed"])  # the split does not vary with --seed
+        if self.test_fold is not None:
+            in_test = torch.zeros(len(self.data.labels), dtype=torch.bool)
+            in_test[self.test_fold] = True
+            x, y = self.data.images[~in_test], self.data.labels[~in_test]
+        else:
+            x, y = self.data.split("Training")
+        if paper:
+            x, y = _seeded_subset(x, y, self.cfg["paper_train_size"], split_g, "paper_train_size", "Training")
         self.norm = self._norm_stats(x)
+        full_train = _TensorBatches(x, y)
         if self.cfg["train_subset"]:
             keep = torch.randperm(len(y), generator=g)[: self.cfg["train_subset"]]
             x, y = x[keep], y[keep]
         self.train_set = _TensorBatches(x, y)
+        if self.test_fold is not None:  # val_subset is ignored: selection is on exactly the reported images
+            fold = _TensorBatches(self.data.images[in_test], self.data.labels[in_test])
+            self.val_set, self.test_sets = fold, [fold, full_train]
+            return
+        if paper:
+            tx, ty = _seeded_subset(*self.data.split("PrivateTest"), self.cfg["paper_test_size"], split_g,
+                                    "paper_test_size", "PrivateTest")
+            self.val_set = _TensorBatches(tx, ty)
+            self.test_sets = [self.val_set, _TensorBatches(*self.data.split("PublicTest"))]
+            return
         vx, vy = self.data.split("PublicTest")
         if self.cfg["val_subset"]:
             keep = torch.randperm(len(vy), generator=g)[: self.cfg["val_subset"]]
@@ -98,7 +138,8 @@ class FERDataModule(L.LightningDataModule):
     def _loader(self, ds, batch_size, shuffle):
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
-        sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world)
+        sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world,
+                           epoch_fn=(lambda: t.fit_loop.epoch_progress.current.processed) if t is not None else None)
         pin = t is not None and t.accelerator is not None and type(t.accelerator).__name__ == "CUDAAccelerator"
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=pin)
 
@@ -126,9 +167,10 @@ class FERClassifier(L.LightningModule):
     """Cross-entropy training of any 7-way network, with the paper's optimiser and schedule."""
 
     def __init__(self, model: nn.Module, cfg: dict, norm: tuple[float, float] = (0.0, 1.0),
-                 configure_optimizers=None):
+                 configure_optimizers=None, seed: int | None = None):
         super().__init__()
-        self.model, self.cfg, self.norm = model, cfg, norm
+        self.model, self.cfg, self.norm, self.seed = model, cfg, norm, seed
+        self._plateau_metrics: dict = {}
         self._configure = configure_optimizers
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro")
@@ -147,7 +189,30 @@ class FERClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx):
         x, y = batch
         train = self.trainer is not None and self.trainer.training
+        if train and self.seed is not None:
+            # before the step's first random draw: its augmentation and dropout come from (seed, step) alone, the
+            # same whether or not the run was interrupted and resumed before it
+            torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step)
         return preprocess(x, self.cfg, train, *self.norm), y
+
+    def on_save_checkpoint(self, checkpoint):
+        # an end-of-epoch checkpoint is saved before Lightning steps ReduceLROnPlateau on that epoch's metrics, and
+        # a run resumed from it does not replay that step: keep the metrics, on_train_start replays it
+        epochs = self.trainer.fit_loop.epoch_progress.current
+        if epochs.processed > epochs.completed:
+            metrics = self.trainer.callback_metrics
+            checkpoint["plateau_metrics"] = {c.monitor: float(metrics[c.monitor])
+                                             for c in self.trainer.lr_scheduler_configs
+                                             if c.reduce_on_plateau and c.monitor in metrics}
+
+    def on_load_checkpoint(self, checkpoint):
+        self._plateau_metrics = checkpoint.get("plateau_metrics", {})
+
+    def on_train_start(self):
+        for c in self.trainer.lr_scheduler_configs:
+            if c.reduce_on_plateau and c.monitor in self._plateau_metrics:
+                self.lr_scheduler_step(c.scheduler, self._plateau_metrics[c.monitor])
+        self._plateau_metrics = {}
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluation logits of the plain view (the image, or its center ``crop_size`` crop), or under

@@ -1,0 +1,123 @@
+"""`fer-bench check`: the CI reproducibility check.
+
+1. every registered paper validates: models build, parameter counts equal the reference,
+   claims are complete;
+2. the smoke profile of every model runs on the real data (deterministic mode, seed 0);
+3. one run is repeated and must give identical metrics;
+4. smoke metrics are compared with the reference values committed in
+   results/reference/smoke.json, within TOLERANCE.
+
+Exit status 0 when all pass, 1 on any regression (2 stays reserved for bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .registry import get_paper, list_papers
+from .results import software, write_json_atomic
+
+REFERENCE = Path("results/reference/smoke.json")
+# smoke runs are deterministic on one machine; another CPU's float rounding can flip a few
+# near-chance predictions of a one-epoch model, so accuracies get +-3 points and losses +-5%.
+TOLERANCE = {"accuracy": 0.03, "loss_rel": 0.05}
+CLAIM_FIELDS = ("model", "metric", "as_printed", "split", "protocol", "source", "quote", "kind")
+
+
+def validate_papers() -> list[tuple[str, str, str]]:
+    """(paper, problem, detail) for every registry entry that is incomplete or inconsistent."""
+    problems = []
+    for pid in list_papers():
+        paper = get_paper(pid)
+        for c in paper.claims:
+            missing = [f for f in CLAIM_FIELDS if not getattr(c, f)]
+            if missing:
+                problems.append((pid, "incomplete claim", f"{c.model}/{c.metric}: no {', '.join(missing)}"))
+            if c.metric == "accuracy" and not (c.value is not None and 0 <= c.value <= 1):
+                problems.append((pid, "accuracy not a fraction", f"{c.model}: {c.value}"))
+            if c.kind not in ("own", "cited"):
+                problems.append((pid, "bad claim kind", c.kind))
+        if not paper.interpretations:
+            problems.append((pid, "no interpretations", "every paper leaves choices open: record them"))
+    return problems
+
+
+def _smoke(pid: str, model: str, data, out: Path) -> dict:
+    from .runner import run
+
+    cfg = get_paper(pid).resolve(model, "smoke")
+    overrides = ["pretrained=false"] if cfg.get("pretrained") else []  # CI has no network for weights
+    (path,) = run(pid, model=model, profile="smoke", seed=0, data=data, out=out, overrides=overrides,
+                  deterministic=True, progress=False)
+    return json.loads(path.read_text())
+
+
+def _summary(d: dict) -> dict:
+    return {split: {"accuracy": v["accuracy"], "loss": v["loss"]} for split, v in d["splits"].items()}
+
+
+def compare(measured: dict, reference: dict) -> list[tuple[str, str, float, float, bool]]:
+    """(model, metric, measured, reference, ok) for every reference value."""
+    rows = []
+    for key, ref in reference.items():
+        got = measured.get(key)
+        for split, values in ref.items():
+            for metric, r in values.items():
+                m = got[split][metric] if got else float("nan")
+                tol = TOLERANCE["accuracy"] if metric == "accuracy" else TOLERANCE["loss_rel"] * abs(r)
+                rows.append((key, f"{split} {metric}", m, r, abs(m - r) <= tol))
+    return rows
+
+
+def check(data=None, reference: Path = REFERENCE, update: bool = False, only: list[str] | None = None,
+          out: Path | None = None) -> int:
+    """Run the check; the smoke runs go to ``out`` (kept, e.g. results/) or a temporary directory."""
+    failures = 0
+    print("== registry")
+    params = {f"{pid}/{m}": get_paper(pid).num_params(m) for pid in list_papers() for m in get_paper(pid).models}
+    ref = json.loads(reference.read_text()) if reference.is_file() else {"params": {}, "smoke": {}}
+    for problem in validate_papers():
+        print("  FAIL", *problem)
+        failures += 1
+    for key, n in params.items():
+        want = ref["params"].get(key)
+        ok = update or want == n
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {key:<40} {n:>12,} params" + ("" if ok else f" (reference {want})"))
+
+    keys = [k for k in params if not only or any(k.startswith(o) for o in only)]
+    measured = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        print("== smoke runs (profile smoke, seed 0, deterministic)")
+        for key in keys:
+            pid, model = key.split("/")
+            d = _smoke(pid, model, data, out or Path(tmp) / "a")
+            measured[key] = _summary(d)
+            print(f"  {key:<40} PrivateTest acc {d['splits']['PrivateTest']['accuracy']:.4f}  "
+                  f"train {d['timing']['train_s']:.0f}s  eval {d['timing']['eval_s']:.0f}s")
+        print("== determinism (first model repeated)")
+        pid, model = keys[0].split("/")
+        again = _summary(_smoke(pid, model, data, Path(tmp) / "b"))  # never kept: it would count as a second seed
+        same = again == measured[keys[0]]
+        failures += not same
+        print(f"  {'ok  ' if same else 'FAIL'} {keys[0]}: repeated run {'identical' if same else 'differs'}")
+
+    if update:
+        write_json_atomic(reference, {"note": "measured by `fer-bench check --update`; smoke profile, seed 0",
+                                      "software": software(), "tolerance": TOLERANCE, "params": params,
+                                      "smoke": {**ref.get("smoke", {}), **measured}})
+        print(f"== reference updated: {reference}")
+        return int(failures > 0)
+    print(f"== against {reference} (accuracy +-{TOLERANCE['accuracy']}, loss +-{TOLERANCE['loss_rel']:.0%})")
+    print(f"  {'model':<40} {'metric':<22} {'measured':>9} {'reference':>9}")
+    for key, metric, m, r, ok in compare(measured, {k: v for k, v in ref["smoke"].items() if k in measured}):
+        failures += not ok
+        print(f"  {key:<40} {metric:<22} {m:>9.4f} {r:>9.4f}  {'ok' if ok else 'REGRESSION'}")
+    missing = [k for k in measured if k not in ref["smoke"]]
+    for k in missing:
+        print(f"  FAIL {k}: no reference value (run `fer-bench check --update` and commit it)")
+    failures += len(missing)
+    print(f"== {'FAILED: ' + str(failures) + ' problem(s)' if failures else 'all checks passed'}")
+    return int(failures > 0)

@@ -1,0 +1,111 @@
+"""Determinism, interruption and resume, DDP on CPU, and results that are never clobbered."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli, write_csv
+
+# a 28-image training set at 32x32: a ResNet50 epoch takes a second or two on the CPU
+TINY = ["--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", "--no-progress",
+        "--set", "input_size=32", "--set", "eval_batch_size=8", "--set", "batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "fer2013.csv"
+    write_csv(path, per_class=4)
+    return path
+
+
+def _splits(out: Path) -> dict:
+    (path,) = out.glob("runs/*/*/*/metrics.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("straight")
+    r = cli("run", *TINY, "--data", str(data), "--out", str(out), "--epochs", "6", "--deterministic")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return _splits(out)
+
+
+def test_deterministic_runs_give_identical_metrics(data, tmp_path, uninterrupted):
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--epochs", "6", "--deterministic")
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = _splits(tmp_path)
+    assert again["splits"] == uninterrupted["splits"]
+    assert again["run_id"] != uninterrupted["run_id"]
+
+
+def _start(data: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fer_bench.cli", "run", *TINY, "--data", str(data), "--out",
+                             str(out), "--epochs", "6", "--deterministic"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+
+
+def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not list(out.glob("runs/*/*/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])  # SIGINT takes the SIGTERM path
+def test_interrupted_run_resumes_to_the_same_metrics(data, tmp_path, uninterrupted, sig):
+    proc = _start(data, tmp_path)
+    _wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    (run_dir,) = tmp_path.glob("runs/huang_fpn/resnet50/*")
+    if sig == signal.SIGKILL:  # no chance to write anything: the run has only run.json and its checkpoint
+        assert not (run_dir / "metrics.json").exists()
+    else:
+        assert proc.returncode == 2 and "--resume" in err and "Traceback" not in err
+        d = json.loads((run_dir / "metrics.json").read_text())
+        assert d["status"] == "interrupted" and 1 <= d["epochs_completed"] < 6 and d["splits"] == {}
+        assert d["budget"]["full"] is False
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--epochs", "6", "--deterministic",
+            "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed = _splits(tmp_path)  # still one run directory: the resumed run completed in place
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 6
+    assert resumed["run_id"] == run_dir.name
+    assert resumed["splits"] == uninterrupted["splits"]
+
+
+def test_resume_without_an_interrupted_run_is_a_clear_error(data, tmp_path):
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--resume")
+    assert r.returncode == 2 and "no interrupted run" in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_counts_every_test_image_once(data, tmp_path):
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
+            "--strategy", "ddp", "--set", "eval_batch_size=5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = _splits(tmp_path)  # one run directory for both ranks
+    assert d["hardware"]["devices"] == 2
+    # 28 images per split over 2 ranks in batches of 5: 14 each, uneven last batches, nothing padded
+    assert {k: v["n"] for k, v in d["splits"].items()} == {"PrivateTest": 28, "PublicTest": 28}
+    for v in d["splits"].values():
+        assert [sum(row) for row in v["confusion_matrix"]] == [4] * 7
+
+
+def test_concurrent_runs_get_distinct_run_directories(data, tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "fer_bench.cli", "run", *TINY, "--data", str(data), "--out",
+                               str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    runs = list(tmp_path.glob("runs/huang_fpn/resnet50/*/metrics.json"))
+    assert len(runs) == 2 and len({p.parent.name for p in runs}) == 2
