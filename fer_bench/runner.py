@@ -183,6 +183,8 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
     for m in models:  # pretrained weights must be at hand before any model trains
         if cfgs[m].get("pretrained"):
             paper.build(m, cfgs[m])
+        if not folds and cfgs[m]["protocol"] == "paper":  # and a paper protocol's subsets must fit the data
+            FERDataModule(dataset, cfgs[m], seed).setup()
     precision = precision or default_precision(accelerator)
 
     ddp_child = _RUN_DIRS_ENV in os.environ

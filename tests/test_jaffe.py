@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import cli
+from fer_bench.cli import main
 from fer_bench.data import CLASSES
 from fer_bench.errors import DataError, UserError
 from fer_bench.jaffe import CODES, JAFFE, load_jaffe, make_folds, parse_name
@@ -82,6 +83,7 @@ def test_reader_labels_subjects_palette_and_resize(tmp_path):
     assert load_jaffe(tmp_path / "jaffe").fingerprint == d.fingerprint
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")  # PIL, on the corrupt file
 @pytest.mark.parametrize("make, message", [
     (lambda root: None, "No .tiff files"),
     (lambda root: Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "KA_AN1_39.tiff"), "KA_AN1_39.tiff"),
@@ -107,9 +109,18 @@ def test_folds_default_to_five_on_jaffe_and_are_refused_on_fer2013():
         _check_folds("jaffe", 5, resume=True)
 
 
-def test_missing_jaffe_exits_2_with_a_message(tmp_path):
-    r = cli("run", "--paper", "miao_presnet_vgg", "--dataset", "jaffe", "--data", str(tmp_path / "nowhere"))
-    assert r.returncode == 2 and "JAFFE not found" in r.stderr and "Traceback" not in r.stderr
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")  # PIL, on the corrupt file
+def test_bad_jaffe_exits_2_with_a_message(tmp_path, capsys):
+    args = ["run", "--paper", "miao_presnet_vgg", "--dataset", "jaffe", "--out", str(tmp_path / "out")]
+    assert main([*args, "--data", str(tmp_path / "nowhere")]) == 2
+    assert "JAFFE not found" in capsys.readouterr().err
+    write_jaffe(tmp_path / "jaffe")
+    (tmp_path / "jaffe" / "KA.AN1.1.tiff").write_bytes(b"MM\x00*garbage")
+    assert main([*args, "--data", str(tmp_path / "jaffe")]) == 2
+    assert "Cannot decode" in capsys.readouterr().err
+    assert main([*args, "--data", str(tmp_path / "jaffe"), "--set", "folds_by=face"]) == 2
+    assert "choose one of expression, subject" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing is trained or written before the input is known to be good
 
 
 def jaffe_like_labels() -> tuple[torch.Tensor, torch.Tensor]:

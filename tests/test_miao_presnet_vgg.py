@@ -11,6 +11,7 @@ from torch import nn
 
 from conftest import cli, synthetic_arrays
 from fer_bench import UserError, get_paper
+from fer_bench.cli import main
 from fer_bench.data import FER2013, load_fer2013
 from fer_bench.registry import count_params
 from fer_bench.runner import resolve_config
@@ -102,10 +103,9 @@ def test_rrelu_is_the_only_activation(nets, monkeypatch):
         assert out.shape == (2, 7) and torch.isfinite(out).all()
 
 
-def test_parameter_counts_as_fer_bench_list_reports(nets):
-    r = cli("list", "--json")
-    assert r.returncode == 0, r.stderr
-    (paper,) = [p for p in json.loads(r.stdout) if p["id"] == "miao_presnet_vgg"]
+def test_parameter_counts_as_fer_bench_list_reports(nets, capsys):
+    assert main(["list", "--json"]) == 0  # `fer-bench list --json`, in this process
+    (paper,) = [p for p in json.loads(capsys.readouterr().out) if p["id"] == "miao_presnet_vgg"]
     assert {m["name"]: m["params"] for m in paper["models"]} == PARAMS
     assert {m: count_params(n) for m, n in nets.items()} == PARAMS
     assert PARAMS["presnet"] < 11_000_000  # "parameters greatly reduced": fewer than ResNet-18's 11.2M
@@ -177,11 +177,13 @@ def test_paper_protocol_selects_on_a_seeded_test_subset():
         FERDataModule(data, {**cfg, "paper_train_size": 28000}, seed=0).setup()
 
 
-def test_paper_protocol_through_the_cli_says_it_selects_on_the_test_set(tmp_path, tiny_csv):
-    r = cli("run", "--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", "--data", str(tiny_csv),
-            "--out", str(tmp_path), "--no-progress", "--set", "protocol=paper", "--set", "paper_train_size=15",
-            "--set", "paper_test_size=14")
-    assert r.returncode == 0, r.stderr
+def test_paper_protocol_through_the_cli_says_it_selects_on_the_test_set(tmp_path, tiny_csv, capsys):
+    args = ["run", "--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", "--data", str(tiny_csv),
+            "--out", str(tmp_path), "--no-progress", "--set", "protocol=paper", "--set", "paper_test_size=14"]
+    assert main(args) == 2  # the paper's 28,000 training images do not exist in this tiny set: a clear error
+    assert "paper_train_size=28000, but Training has only 21 images" in capsys.readouterr().err
+    assert not list(tmp_path.glob("runs/*/*/*"))  # refused before any run directory was made
+    assert main([*args, "--set", "paper_train_size=15"]) == 0
     (path,) = tmp_path.glob("runs/miao_presnet_vgg/presnet/*/metrics.json")
     d = json.loads(path.read_text())
     assert d["protocol"] == "paper" and d["selected_on"] == "PrivateTest"
