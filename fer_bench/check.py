@@ -16,6 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from .errors import UserError
 from .registry import get_paper, list_papers
 from .results import software, write_json_atomic
 
@@ -87,7 +88,9 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
         failures += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {key:<40} {n:>12,} params" + ("" if ok else f" (reference {want})"))
 
-    keys = [k for k in params if not only or any(k.startswith(o) for o in only)]
+    keys = [k for k in params if not only or any(k == o or k.startswith(o.rstrip("/") + "/") for o in only)]
+    if not keys:
+        raise UserError(f"--only {' '.join(only)}: no such paper or model; see `fer-bench list`.")
     measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         print("== smoke runs (profile smoke, seed 0, deterministic)")

@@ -34,16 +34,16 @@ def write_json_atomic(path: Path, obj) -> None:
         raise
 
 
-def new_run_dir(out: Path, paper: str, model: str, seed: int) -> Path:
-    """<out>/runs/<paper>/<model>/<run_id>, created exclusively: concurrent runs never share one."""
+def new_run_dir(out: Path, paper: str, model: str, seed: int, suffix: str = "") -> Path:
+    """<out>/runs/<paper>/<model>/<run_id><suffix>, created exclusively: concurrent runs never share one."""
     parent = out / "runs" / paper / model
     try:
         parent.mkdir(parents=True, exist_ok=True)
         while True:
             run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-s{seed}-{secrets.token_hex(3)}"
             try:
-                (parent / run_id).mkdir()
-                return parent / run_id
+                (parent / f"{run_id}{suffix}").mkdir()
+                return parent / f"{run_id}{suffix}"
             except FileExistsError:
                 continue
     except OSError as e:

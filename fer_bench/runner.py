@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 
@@ -235,22 +234,12 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
 
 def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int) -> list[Path]:
     """<cv_id>-cv (the summary) and <cv_id>-f1 ... -fK (one run each), siblings under <out>/runs/<paper>/<model>."""
-    parent = out / "runs" / paper / model
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            cv_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-s{seed}-{secrets.token_hex(3)}"
-            try:
-                (parent / f"{cv_id}-cv").mkdir()  # exclusive: a concurrent run draws another id
-            except FileExistsError:
-                continue
-            dirs = [parent / f"{cv_id}-cv"] + [parent / f"{cv_id}-f{i}" for i in range(1, k + 1)]
-            for d in dirs[1:]:
-                d.mkdir()
-            return dirs
-    except OSError as e:
-        raise UserError(f"Cannot write results under {out}: {e.strerror}. Choose a writable directory "
-                        "with --out DIR.") from None
+    cv_dir = new_run_dir(out, paper, model, seed, suffix="-cv")  # exclusive: a concurrent run draws another id
+    cv_id = cv_dir.name.removesuffix("-cv")
+    dirs = [cv_dir] + [cv_dir.parent / f"{cv_id}-f{i}" for i in range(1, k + 1)]
+    for d in dirs[1:]:
+        d.mkdir()
+    return dirs
 
 
 def _run_folds(paper, info: dict, dataset, dirs: list[Path], test_folds: list, hw: dict) -> list[Path]:
