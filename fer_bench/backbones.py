@@ -31,6 +31,19 @@ def resnet50(pretrained: bool = False) -> nn.Module:
     return torchvision_model("resnet50", pretrained)
 
 
+class ResNet50Classifier(nn.Module):
+    """torchvision's ResNet50 with its 1000-way layer replaced by a ``num_classes``-way one: the standard
+    baseline several papers compare against (global average pooling, then one linear layer)."""
+
+    def __init__(self, pretrained: bool = False, num_classes: int = 7):
+        super().__init__()
+        self.net = resnet50(pretrained)
+        self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def resnet50_stages(net: nn.Module) -> list[nn.Module]:
     """The stem and the four stages of a torchvision ResNet, in order (C1 ... C5)."""
     return [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3, net.layer4]

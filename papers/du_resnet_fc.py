@@ -12,6 +12,7 @@ text, so the confusion matrix of Figure 5 cannot be transcribed.
 from torch import nn
 
 from fer_bench import Claim, Model, Paper, register
+from fer_bench.backbones import ResNet50Classifier as ResNet50  # the standard 7-way ResNet50 baseline
 from fer_bench.backbones import resnet50, resnet50_stages
 
 NUM_CLASSES = 7  # FER-2013's seven classes (§2.1 says "six categories": see interpretations)
@@ -19,19 +20,6 @@ FEATURE_CHANNELS = 2048  # §2.2 "Feature maps with a scale size of 2x2x2048"
 FEATURE_SIDE = 2  # 48 / 32, ResNet50's output stride
 DROPOUT = 0.5  # §2.2 "dropout layer randomly drops 50 presented neurons"; PAPERS.md: 0.5
 FC_WIDTH = 1024  # not given: the Dense(1024) of the Keras Applications fine-tuning example
-
-
-class ResNet50(nn.Module):
-    """The classical ResNet50 (§3 baseline): its own top, global average pooling and a 7-way
-    fully connected softmax layer, as Keras' ResNet50(include_top=True, classes=7)."""
-
-    def __init__(self, pretrained: bool = False):
-        super().__init__()
-        self.net = resnet50(pretrained)
-        self.net.fc = nn.Linear(self.net.fc.in_features, NUM_CLASSES)
-
-    def forward(self, x):
-        return self.net(x)
 
 
 class FCBlock(nn.Module):

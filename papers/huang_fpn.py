@@ -13,22 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_bench import Claim, Model, Paper, register
+from fer_bench.backbones import ResNet50Classifier as ResNet50  # the standard 7-way ResNet50 baseline
 from fer_bench.backbones import resnet50, resnet50_stages
 
 NUM_CLASSES = 7
 FPN_CHANNELS = 256  # §2.2.2: "reduces the number of channels in the C5 tensor to 256"
-
-
-class ResNet50(nn.Module):
-    """§2.2.1: the standard ResNet50, its final fully connected layer replaced by a 7-way one."""
-
-    def __init__(self, pretrained: bool = False):
-        super().__init__()
-        self.net = resnet50(pretrained)
-        self.net.fc = nn.Linear(self.net.fc.in_features, NUM_CLASSES)
-
-    def forward(self, x):
-        return self.net(x)
 
 
 class ResNet50FPN(nn.Module):
