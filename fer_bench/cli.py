@@ -1,4 +1,4 @@
-"""The `fer-bench` command: list, run, report. Bad input exits with status 2 and a message."""
+"""The `fer-bench` command: list, run, report, data, check, bench. Bad input exits with status 2 and a message."""
 
 from __future__ import annotations
 
@@ -93,6 +93,52 @@ def _check(args) -> int:
                  out=Path(args.out) if args.out else None)
 
 
+def _bench(args) -> None:
+    from .bench import bench, estimates_markdown, gpu_estimates, write_csv
+    from .registry import get_paper, list_papers
+
+    papers = list_papers() if args.paper == "all" else [get_paper(args.paper).id]
+    if args.paper == "all" and args.model != "all":
+        raise UserError(f"--paper all --model {args.model}: name the paper of that model.")
+    if args.estimate:
+        rows = gpu_estimates(papers)
+        write_csv(Path(args.out) / "gpu_estimates.csv", list(rows[0]), rows)
+        table = estimates_markdown(rows)
+        if args.readme:
+            from .report import refresh_readme
+
+            refresh_readme("README.md", table, section="bench")
+        print(table + f"-> {Path(args.out) / 'gpu_estimates.csv'}" + (" and README.md" if args.readme else ""))
+        return
+    pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
+    rows = [row for pid in papers for row in bench(
+        pid, model=args.model, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+        precision=args.precision, channels_last=args.channels_last, compile=args.compile, overrides=args.set,
+        data=args.data, out=args.out, accelerator=args.accelerator, workers=args.workers, pipelines=pipelines,
+        data_timings=args.data_timings)]
+
+    def num(v, fmt="{:.1f}"):
+        return "-" if v is None else fmt.format(v)
+
+    for r in rows:
+        print(f"{r['paper']}/{r['model']}  {r['input_size']}x{r['input_size']}x{r['channels']}  batch "
+              f"{r['batch_size']} (eval {r['eval_batch_size']})  {r['precision']}  channels_last "
+              f"{r['channels_last']}  compile {r['compile']}  on {r['device']}")
+        print(f"  {'images/s':<14}{'pure':>10}{'fer_bench':>11}{'conventional':>14}{'fer_bench/pure':>16}"
+              f"{'fer_bench/conv':>16}")
+        for phase in ("train", "eval"):
+            print(f"  {phase:<14}" + "".join(num(r[f"{p}_{phase}_img_s"]).rjust(w) for p, w in
+                                             (("pure", 10), ("fer_bench", 11), ("conventional", 14)))
+                  + num(r[f"{phase}_ratio_fer_bench_to_pure"], "{:.2f}").rjust(16)
+                  + num(r[f"{phase}_ratio_fer_bench_to_conventional"], "{:.2f}").rjust(16))
+        print(f"  FLOPs/image: train {r['train_gflop_per_img']:.3f} G, eval {r['eval_gflop_per_img']:.3f} G; "
+              f"achieved {num(r['pure_train_gflop_s'])} GFLOP/s pure, {num(r['fer_bench_train_gflop_s'])} "
+              f"fer_bench; batched augmentation {r['augment_img_s']:,.0f} img/s"
+              + (f"; FER-2013 load cold {r['cold_load_s']:.2f} s, cached {r['cached_load_s']:.2f} s"
+                 if r["cold_load_s"] is not None else ""))
+    print(f"-> {Path(args.out) / 'bench.csv'}")
+
+
 def _devices(text: str):
     return text if text == "auto" else int(text)
 
@@ -143,6 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA)")
     p.add_argument("--out", default="results/data_audit", help="audit: where pairs.csv and summary.json go")
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("bench", help="throughput: plain PyTorch vs fer-bench vs an ImageFolder/PIL pipeline")
+    p.add_argument("--paper", required=True, help="a paper id, or 'all'")
+    p.add_argument("--model", default="all", help="a model name of the paper, or 'all' (default)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the paper's)")
+    p.add_argument("--steps", type=int, default=10, help="timed batches per pipeline and phase (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
+    p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: as `run`)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (default: the recipe's, on)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    p.add_argument("--data", default=None, help="FER-2013 image folder (default $FER_BENCH_DATA)")
+    p.add_argument("--out", default="results/bench", help="bench.csv goes here (default results/bench)")
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the conventional pipeline "
+                                                                "(default: the number of CPUs)")
+    p.add_argument("--pipelines", default=",".join(("pure", "fer_bench", "conventional")),
+                   help="comma-separated subset of pure,fer_bench,conventional")
+    p.add_argument("--data-timings", action="store_true", help="also time a cold (decode) and a cached dataset load")
+    p.add_argument("--estimate", action="store_true", help="no timing: estimated GPU epoch times from FLOP counts "
+                                                           "(<out>/gpu_estimates.csv)")
+    p.add_argument("--readme", action="store_true", help="with --estimate: refresh the table in ./README.md")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("check", help="CI reproducibility check: registry, smoke runs, determinism, reference")
     p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA)")

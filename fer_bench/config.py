@@ -33,7 +33,8 @@ DEFAULTS: dict = dict(
     epochs=1,
     batch_size=64,
     eval_batch_size=64,
-    channels_last=True,  # NHWC memory layout: 1.45x eval, 1.1x train for ResNet50 on the 2-core CI CPU
+    channels_last=True,  # NHWC memory layout: 1.45x eval, 1.1x train for ResNet50-FPN on the 2-core CI CPU
+    compile=False,  # torch.compile the network (nn.Module.compile: checkpoints keep their keys)
     optimizer="adam",
     lr=1e-3,
     weight_decay=0.0,
@@ -61,6 +62,9 @@ DEFAULTS: dict = dict(
     split_seed=0,  # seed of protocol=paper's subsets and of cross-validation folds (--folds)
     folds_by="expression",  # --folds: expression (stratified) or subject (subject-independent)
     tta="none",
+    # FER-2013 only: also evaluate on the test images that have no exact or near duplicate in Training
+    # (fer_bench.data_audit), reported as extra splits "<split>_unleaked"
+    exclude_leaked=False,
 )
 
 CHOICES = {

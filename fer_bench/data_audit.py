@@ -81,6 +81,15 @@ def _leaked(rows: list[dict]) -> set[int]:
             and (r["split_a"] == "Training") != (r["split_b"] == "Training")}
 
 
+def leaked_mask(ds: FER2013) -> torch.Tensor:
+    """A bool per dataset image: True for the PublicTest/PrivateTest images with an exact or near duplicate in
+    Training (the images `fer-bench data audit` counts as leaked), which ``--set exclude_leaked=true`` leaves out
+    of its extra evaluation."""
+    mask = torch.zeros(len(ds.labels), dtype=torch.bool)
+    mask[sorted(_leaked(audit(ds)[0]))] = True
+    return mask
+
+
 def write_audit(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:

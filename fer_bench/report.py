@@ -28,7 +28,6 @@ from .stats import METHOD, compare, difference, summarize
 GROUP = ["paper", "model", "dataset", "protocol", "tta", "profile", "variant", "full"]
 BUDGET_KEYS = {"epochs", "train_subset", "val_subset", "input_size", "batch_size", "eval_batch_size"}
 PROTOCOL_KEYS = {"protocol", "tta", "paper_train_size", "paper_test_size", "split_seed", "folds_by"}
-README_START, README_END = "<!-- report:start -->", "<!-- report:end -->"
 VERDICTS = ("consistent", "below", "above", "mixed", "not comparable", "inconclusive", "not yet run")
 
 VERDICT_RULES = [
@@ -975,18 +974,20 @@ def readme_table(report: Report, report_path: str) -> str:
             + md_table(s, cols))
 
 
-def refresh_readme(readme: str | Path, table: str | None) -> None:
-    """Replace what lies between the report markers in README.md with ``table`` (None: only check the markers)."""
+def refresh_readme(readme: str | Path, table: str | None, section: str = "report") -> None:
+    """Replace what lies between the ``<!-- SECTION:start -->`` and ``<!-- SECTION:end -->`` markers in README.md
+    with ``table`` (None: only check that the markers are there)."""
     readme = Path(readme)
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     text = readme.read_text() if readme.is_file() else ""
-    if README_START not in text or README_END not in text:
-        raise UserError(f"{readme} has no generated-table markers: add the two lines {README_START} and "
-                        f"{README_END} where the table should go, then run `fer-bench report --readme` again.")
+    if start not in text or end not in text:
+        raise UserError(f"{readme} has no generated-table markers: add the two lines {start} and {end} where the "
+                        f"table should go, then run the command again.")
     if table is None:
         return
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
 
 
 def generate(runs: str | Path = "results", out: str | Path | None = None,

@@ -25,7 +25,7 @@ from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
 from .errors import UserError
 from .registry import get_paper
 from .results import SCHEMA, device_name, new_run_dir, software, write_json_atomic
-from .training import EVAL_SPLITS, FERClassifier, FERDataModule
+from .training import FERClassifier, FERDataModule
 
 _RUN_DIRS_ENV = "FER_BENCH_RUN_DIRS"  # rank 0 -> DDP child processes: where each model's run lives
 DATASETS = ("fer2013", "jaffe")
@@ -113,12 +113,13 @@ def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed:
     """Whether this run had the paper's full recipe and budget; the reasons when it did not. Every recipe
     key that differs from the paper profile counts (a narrower network or fewer epochs alike), except
     those that change neither training nor the model: evaluation batching, memory layout, and the
-    protocol/TTA, which the report keeps apart as their own groups."""
+    protocol/TTA, which the report keeps apart as their own groups, and the extra evaluation exclude_leaked adds."""
     full_cfg = _resolve(get_paper(paper_id), model, "paper", dataset)
     reasons = []
     if profile != "paper":
         reasons.append(f"profile {profile}")
-    neutral = {"eval_batch_size", "channels_last", "protocol", "tta", "split_seed", "folds_by"}
+    neutral = {"eval_batch_size", "channels_last", "compile", "protocol", "tta", "split_seed", "folds_by",
+               "exclude_leaked"}
     for key in sorted(set(cfg) - neutral):
         if cfg[key] != full_cfg.get(key):
             reasons.append(f"{key}={cfg[key]} (paper: {full_cfg.get(key)})")
@@ -175,6 +176,9 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
         raise UserError(f"--dataset {dataset}: choose one of {', '.join(DATASETS)}.")
     folds = _check_folds(dataset, folds, resume)
     cfgs = {m: resolve_config(paper_id, m, profile, epochs, list(overrides), dataset) for m in models}
+    if dataset != "fer2013" and any(c["exclude_leaked"] for c in cfgs.values()):
+        raise UserError(f"--set exclude_leaked=true: only FER-2013's official test splits have a Training split to "
+                        f"leak from; drop it for --dataset {dataset}.")
     dataset_name, dataset = dataset, load_dataset(dataset, data)
     if folds:  # also checks that the folds can be built, before any training
         fold_sets = {m: make_folds(dataset.labels, folds, cfgs[m]["folds_by"], dataset.subjects,
@@ -330,7 +334,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     dm = FERDataModule(dataset, cfg, seed, test_fold)
     dm.setup()
     net = paper.build(m, cfg)
-    module = FERClassifier(net, cfg, dm.norm, paper.configure_optimizers, seed=seed)
+    module = FERClassifier(net, cfg, dm.norm, paper.configure_optimizers, seed=seed, test_names=dm.split_names)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=cfg["monitor"],
                            mode="max" if cfg["monitor"] == "val/acc" else "min", save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True)
@@ -360,7 +364,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         t0 = time.perf_counter()
         trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
         eval_s = time.perf_counter() - t0
-        splits = {name: module.test_results[s] for name, s in zip(dm.split_names, EVAL_SPLITS)}
+        splits = module.test_results
     if not trainer.is_global_zero:
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
@@ -373,6 +377,9 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         "selected_on": selected_on,
         **({"protocol_note": protocol_note} if protocol_note else {}),
         **({"fold": info["fold"]} if "fold" in info else {}),
+        **({"leak_check": {"excluded": dm.leaked, "rule": "a test image with an exact (identical pixels) or near "
+                           "(equal 64-bit dHash) duplicate in Training is left out of <split>_unleaked; see "
+                           "`fer-bench data audit`"}} if dm.leaked else {}),
         "budget": budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
         "splits": splits,
         "timing": {"train_s": round(timer.seconds, 3),

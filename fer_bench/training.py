@@ -1,7 +1,8 @@
 """The shared LightningDataModule and LightningModule every paper is trained with.
 
 Data stays a uint8 tensor; a batch is one index operation, moved to the device as uint8 and
-only there turned into float, augmented and normalised (``fer_bench.augment.preprocess``).
+only there turned into float, augmented and normalised (``fer_bench.augment.preprocess``). On a
+GPU the whole uint8 dataset is moved there once, so no batch is copied from the host.
 Evaluation batches split the images across ranks without padding, so under DDP every test
 image is counted exactly once.
 """
@@ -16,7 +17,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import tta
 from .augment import preprocess
-from .data import CLASSES, FER2013, load_fer2013
+from .data import CLASSES, SPLITS, FER2013, load_fer2013
+from .data_audit import leaked_mask
 from .errors import UserError
 
 EVAL_SPLITS = ("PrivateTest", "PublicTest")  # order of the test dataloaders
@@ -64,15 +66,16 @@ class _TensorBatches(torch.utils.data.Dataset):
         return self.images[idx], self.labels[idx]
 
 
-def _seeded_subset(x: torch.Tensor, y: torch.Tensor, n: int, g: torch.Generator, key: str, split: str):
-    """``n`` images drawn by ``g`` (all of them when n is 0)."""
+def _seeded_subset(tensors: tuple, n: int, g: torch.Generator, key: str, split: str) -> tuple:
+    """The same ``n`` rows of each tensor, drawn by ``g`` (all of them when n is 0)."""
+    size = len(tensors[0])
     if not n:
-        return x, y
-    if n > len(y):
-        raise UserError(f"{key}={n}, but {split} has only {len(y)} images: --set {key}=N with N <= {len(y)} "
+        return tensors
+    if n > size:
+        raise UserError(f"{key}={n}, but {split} has only {size} images: --set {key}=N with N <= {size} "
                         "(0 = all).")
-    keep = torch.randperm(len(y), generator=g)[:n]
-    return x[keep], y[keep]
+    keep = torch.randperm(size, generator=g)[:n]
+    return tuple(t[keep] for t in tensors)
 
 
 class FERDataModule(L.LightningDataModule):
@@ -84,15 +87,26 @@ class FERDataModule(L.LightningDataModule):
     such papers do; test[1] = PublicTest, never used for selection.
     ``test_fold`` (k-fold cross-validation of a dataset without official splits, e.g. JAFFE): train = the
     other images, val = test[0] = the fold's images (the selection the paper makes), test[1] = the fold's
-    training images, unaugmented. ``split_names`` names the test dataloaders, in order."""
+    training images, unaugmented.
+    ``exclude_leaked`` (FER-2013): each test set is followed by "<name>_unleaked", its images that have no exact or
+    near duplicate in Training (fer_bench.data_audit); ``leaked`` counts the images each one leaves out.
+    ``split_names`` names the test dataloaders, in order (set by setup)."""
 
     def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0, test_fold: torch.Tensor | None = None):
         super().__init__()
         self.data = data if hasattr(data, "images") else load_fer2013(data)  # FER2013, or a JAFFE with test_fold
         self.cfg, self.seed, self.test_fold = cfg, seed, test_fold
         self.split_names = ("test", "train") if test_fold is not None else EVAL_SPLITS
+        self.leaked: dict[str, int] = {}
 
     def setup(self, stage=None):
+        self._build()
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is not None and device.type == "cuda":  # the whole uint8 dataset lives on the GPU (FER-2013: 83 MB)
+            for ds in {id(d): d for d in (self.train_set, self.val_set, *self.test_sets)}.values():
+                ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)  # batches are indexed there
+
+    def _build(self):
         g = torch.Generator().manual_seed(self.seed)
         paper = self.cfg["protocol"] == "paper" and self.test_fold is None
         split_g = torch.Generator().manual_seed(self.cfg["split_seed"])  # the split does not vary with --seed
@@ -103,7 +117,7 @@ class FERDataModule(L.LightningDataModule):
         else:
             x, y = self.data.split("Training")
         if paper:
-            x, y = _seeded_subset(x, y, self.cfg["paper_train_size"], split_g, "paper_train_size", "Training")
+            x, y = _seeded_subset((x, y), self.cfg["paper_train_size"], split_g, "paper_train_size", "Training")
         self.norm = self._norm_stats(x)
         full_train = _TensorBatches(x, y)
         if self.cfg["train_subset"]:
@@ -111,21 +125,32 @@ class FERDataModule(L.LightningDataModule):
             x, y = x[keep], y[keep]
         self.train_set = _TensorBatches(x, y)
         if self.test_fold is not None:  # val_subset is ignored: selection is on exactly the reported images
+            if self.cfg["exclude_leaked"]:
+                raise UserError("--set exclude_leaked=true applies to FER-2013's official test splits, not to "
+                                "cross-validation folds.")
             fold = _TensorBatches(self.data.images[in_test], self.data.labels[in_test])
             self.val_set, self.test_sets = fold, [fold, full_train]
             return
+        if self.cfg["exclude_leaked"] and not hasattr(self, "_leaked_mask"):
+            self._leaked_mask = leaked_mask(self.data)  # setup runs once per stage: audit once
+        leaked = self._leaked_mask if self.cfg["exclude_leaked"] else torch.zeros(len(self.data.labels), dtype=bool)
+        tests = {s: (*self.data.split(s), leaked[self.data.splits == SPLITS.index(s)]) for s in EVAL_SPLITS}
         if paper:
-            tx, ty = _seeded_subset(*self.data.split("PrivateTest"), self.cfg["paper_test_size"], split_g,
-                                    "paper_test_size", "PrivateTest")
-            self.val_set = _TensorBatches(tx, ty)
-            self.test_sets = [self.val_set, _TensorBatches(*self.data.split("PublicTest"))]
-            return
-        vx, vy = self.data.split("PublicTest")
-        if self.cfg["val_subset"]:
-            keep = torch.randperm(len(vy), generator=g)[: self.cfg["val_subset"]]
-            vx, vy = vx[keep], vy[keep]
-        self.val_set = _TensorBatches(vx, vy)
-        self.test_sets = [_TensorBatches(*self.data.split(s)) for s in EVAL_SPLITS]
+            tests["PrivateTest"] = _seeded_subset(tests["PrivateTest"], self.cfg["paper_test_size"], split_g,
+                                                  "paper_test_size", "PrivateTest")
+            self.val_set = _TensorBatches(*tests["PrivateTest"][:2])
+        else:
+            vx, vy = self.data.split("PublicTest")
+            if self.cfg["val_subset"]:
+                keep = torch.randperm(len(vy), generator=g)[: self.cfg["val_subset"]]
+                vx, vy = vx[keep], vy[keep]
+            self.val_set = _TensorBatches(vx, vy)
+        self.test_sets = [_TensorBatches(x, y) for x, y, _ in tests.values()]
+        self.split_names = EVAL_SPLITS
+        if self.cfg["exclude_leaked"]:
+            self.test_sets += [_TensorBatches(x[~m], y[~m]) for x, y, m in tests.values()]
+            self.split_names += tuple(f"{s}_unleaked" for s in EVAL_SPLITS)
+            self.leaked = {f"{s}_unleaked": int(m.sum()) for s, (_, _, m) in tests.items()}
 
     def _norm_stats(self, train_images: torch.Tensor) -> tuple[float, float]:
         """(mean, std) in [0, 1] units; 'dataset' is computed on Training only, never on test."""
@@ -140,7 +165,7 @@ class FERDataModule(L.LightningDataModule):
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
         sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world,
                            epoch_fn=(lambda: t.fit_loop.epoch_progress.current.processed) if t is not None else None)
-        pin = t is not None and t.accelerator is not None and type(t.accelerator).__name__ == "CUDAAccelerator"
+        pin = ds.images.device.type == "cpu" and t is not None and t.strategy.root_device.type == "cuda"
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=pin)
 
     def train_dataloader(self):
@@ -164,19 +189,20 @@ def _split_metrics() -> torchmetrics.MetricCollection:
 
 
 class FERClassifier(L.LightningModule):
-    """Cross-entropy training of any 7-way network, with the paper's optimiser and schedule."""
+    """Cross-entropy training of any 7-way network, with the paper's optimiser and schedule. ``test_names`` names
+    the test dataloaders (FERDataModule.split_names); ``test_results`` holds their metrics by these names."""
 
     def __init__(self, model: nn.Module, cfg: dict, norm: tuple[float, float] = (0.0, 1.0),
-                 configure_optimizers=None, seed: int | None = None):
+                 configure_optimizers=None, seed: int | None = None, test_names: tuple[str, ...] = EVAL_SPLITS):
         super().__init__()
-        self.model, self.cfg, self.norm, self.seed = model, cfg, norm, seed
+        self.model, self.cfg, self.norm, self.seed, self.test_names = model, cfg, norm, seed, tuple(test_names)
         self._plateau_metrics: dict = {}
         self._configure = configure_optimizers
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro")
         self.val_loss = torchmetrics.MeanMetric()
-        self.test_metrics = nn.ModuleList([_split_metrics() for _ in EVAL_SPLITS])
-        self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in EVAL_SPLITS])
+        self.test_metrics = nn.ModuleList([_split_metrics() for _ in self.test_names])
+        self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])
         self.test_results: dict = {}
 
     def forward(self, x):
@@ -185,6 +211,9 @@ class FERClassifier(L.LightningModule):
     def setup(self, stage):
         if self.cfg["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
+        if self.cfg.get("compile") and not getattr(self, "_compiled", False):
+            self.model.compile()  # in place: the state_dict keys (and so the checkpoints) stay the same
+            self._compiled = True
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         x, y = batch
@@ -249,7 +278,7 @@ class FERClassifier(L.LightningModule):
     def on_test_epoch_end(self):
         # compute() syncs the metric states across DDP ranks: each rank saw a disjoint share
         self.test_results = {}
-        for i, (name, metrics, loss) in enumerate(zip(EVAL_SPLITS, self.test_metrics, self.test_loss)):
+        for i, (name, metrics, loss) in enumerate(zip(self.test_names, self.test_metrics, self.test_loss)):
             m = metrics.compute()
             cm = m["confusion_matrix"].long()
             self.test_results[name] = {

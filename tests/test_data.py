@@ -1,7 +1,9 @@
 """FER-2013 readers (both releases), the cache, and the real dataset's official splits."""
 
+import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +153,18 @@ def test_real_fer2013_official_splits(real_data):
     assert ds.images.shape == (35887, 48, 48) and ds.images.dtype == torch.uint8
     assert cached < 1.0, f"cached load took {cached:.2f}s (cold {cold:.1f}s)"
     assert SPLITS == ("Training", "PublicTest", "PrivateTest")
+
+
+@pytest.mark.realdata
+def test_real_fer2013_unleaked_test_splits_match_the_committed_audit(real_data):
+    from fer_bench.config import DEFAULTS
+    from fer_bench.training import FERDataModule
+
+    audit = json.loads((Path(__file__).parents[1] / "results" / "data_audit" / "summary.json").read_text())["counts"]
+    dm = FERDataModule(load_fer2013(real_data), {**DEFAULTS, "exclude_leaked": True})
+    dm.setup()
+    n = {name: len(ds) for name, ds in zip(dm.split_names, dm.test_sets)}
+    for split in ("PrivateTest", "PublicTest"):
+        leaked = audit[f"{split} images with a duplicate in Training"]
+        assert dm.leaked[f"{split}_unleaked"] == leaked > 250
+        assert n[split] == 3589 and n[f"{split}_unleaked"] == 3589 - leaked

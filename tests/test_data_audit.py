@@ -3,12 +3,17 @@
 import csv
 import json
 
+import lightning as L
 import numpy as np
+import pytest
 import torch
 
 from conftest import cli, synthetic_arrays
-from fer_bench.data import FER2013
+from fer_bench.augment import preprocess
+from fer_bench.config import DEFAULTS
+from fer_bench.data import FER2013, SPLITS
 from fer_bench.data_audit import audit, dhash
+from fer_bench.training import FERClassifier, FERDataModule
 
 
 def _dataset():
@@ -59,3 +64,55 @@ def test_data_cli_info_and_audit(tmp_path, tiny_csv):
         assert next(csv.reader(f))[:3] == ["kind", "index_a", "split_a"]
     r = cli("data", "info", "--data", str(tmp_path / "missing"))
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+def _write_csv(path, ds: FER2013) -> None:
+    lines = ["emotion,pixels,Usage"] + [f"{int(lab)},{' '.join(map(str, img.flatten().tolist()))},{SPLITS[s]}"
+                                        for img, lab, s in zip(ds.images, ds.labels, ds.splits)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_exclude_leaked_adds_test_splits_without_the_training_duplicates():
+    ds, (train, pub, priv) = _dataset()
+    cfg = {**DEFAULTS, "channels_last": False, "exclude_leaked": True, "eval_batch_size": 5}
+    dm = FERDataModule(ds, cfg)
+    dm.setup()
+    assert dm.split_names == ("PrivateTest", "PublicTest", "PrivateTest_unleaked", "PublicTest_unleaked")
+    assert dm.leaked == {"PrivateTest_unleaked": 2, "PublicTest_unleaked": 1}
+    sets = dict(zip(dm.split_names, dm.test_sets))
+    clean_priv = [i for i in priv if i not in (priv[0], priv[1])]
+    assert torch.equal(sets["PrivateTest_unleaked"].images, ds.images[clean_priv])
+    assert torch.equal(sets["PublicTest_unleaked"].labels, ds.labels[pub[1:]])
+    assert torch.equal(sets["PrivateTest"].images, ds.images[priv])  # the official splits stay whole
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    module = FERClassifier(net, cfg, dm.norm, test_names=dm.split_names)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+              enable_checkpointing=False).test(module, datamodule=dm, verbose=False)
+    r = module.test_results
+    assert [r[s]["n"] for s in dm.split_names] == [14, 14, 12, 13]
+    with torch.no_grad():
+        pred = net(preprocess(ds.images[clean_priv], cfg, False, *dm.norm)).argmax(-1)
+    assert r["PrivateTest_unleaked"]["accuracy"] == pytest.approx((pred == ds.labels[clean_priv]).float().mean().item())
+
+
+def test_exclude_leaked_run_writes_the_extra_splits_and_what_they_left_out(tmp_path):
+    _write_csv(tmp_path / "fer2013.csv", _dataset()[0])
+    r = cli("run", "--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", "--no-progress",
+            "--set", "input_size=32", "--set", "batch_size=7", "--set", "exclude_leaked=true",
+            "--data", str(tmp_path / "fer2013.csv"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = (tmp_path / "out").glob("runs/*/*/*/metrics.json")
+    d = json.loads(path.read_text())
+    assert {s: v["n"] for s, v in d["splits"].items()} == {
+        "PrivateTest": 14, "PublicTest": 14, "PrivateTest_unleaked": 12, "PublicTest_unleaked": 13}
+    assert d["leak_check"]["excluded"] == {"PrivateTest_unleaked": 2, "PublicTest_unleaked": 1}
+    assert not any("exclude_leaked" in reason for reason in d["budget"]["reasons"])  # evaluation only
+
+
+def test_exclude_leaked_refuses_a_dataset_without_a_training_split(tmp_path):
+    r = cli("run", "--paper", "miao_presnet_vgg", "--dataset", "jaffe", "--set", "exclude_leaked=true",
+            "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "exclude_leaked" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

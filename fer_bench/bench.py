@@ -1,0 +1,417 @@
+"""`fer-bench bench`: how close fer-bench's training path comes to what the hardware can do.
+
+One process, one model, one batch size, three pipelines side by side:
+
+1. ``pure``: a plain PyTorch loop (forward, cross-entropy, backward, the paper's optimiser step) on
+   synthetic tensors already in memory, shaped as the paper's training samples: the upper bound;
+2. ``fer_bench``: fer-bench's own path: Lightning's Trainer, FERDataModule on the real data and the
+   paper's augmentation (fer_bench.augment), FERClassifier, the CSV logger, as ``fer-bench run`` trains;
+3. ``conventional``: what published FER code does: torchvision ``ImageFolder`` (PIL) with per-image
+   torchvision transforms of the same recipe in ``DataLoader`` worker processes, feeding loop (1).
+
+Train and eval images/s are timed over ``steps`` batches after ``warmup`` batches (each interval from
+the end of one batch to the end of the next, so data loading counts). Eval is the paper's evaluation
+(its test-time views included). FLOPs per image come from torch.utils.flop_counter on one batch.
+One row per model is appended to ``<out>/bench.csv`` with hardware, software and settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchvision
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import tta
+from .augment import preprocess
+from .data import SPLITS, detect_format, load_fer2013, resolve_data_path
+from .errors import UserError
+from .registry import get_paper
+from .results import device_name, software
+from .runner import default_precision, resolve_config
+from .training import FERClassifier, FERDataModule, default_optimizers
+
+PIPELINES = ("pure", "fer_bench", "conventional")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+COLUMNS = [
+    "timestamp", "paper", "model", "input_size", "channels", "views_per_image", "batch_size", "eval_batch_size",
+    "steps", "warmup", "precision", "channels_last", "compile", "workers",
+    *[f"{p}_{phase}_img_s" for p in PIPELINES for phase in ("train", "eval")],
+    "train_ratio_fer_bench_to_pure", "eval_ratio_fer_bench_to_pure",
+    "train_ratio_fer_bench_to_conventional", "eval_ratio_fer_bench_to_conventional",
+    "train_gflop_per_img", "eval_gflop_per_img", "pure_train_gflop_s", "fer_bench_train_gflop_s",
+    "augment_img_s", "cold_load_s", "cached_load_s", "data_format",
+    "accelerator", "device", "cpu_threads", "python", "torch", "torchvision", "lightning", "fer_bench", "git_sha",
+]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "32-true":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16-mixed" else torch.float16)
+
+
+class _Clock:
+    """Images/s over the batches after ``warmup``: from the end of batch ``warmup`` to the end of the last."""
+
+    def __init__(self, device: torch.device, warmup: int):
+        self.device, self.warmup, self.ends, self.images = device, warmup, [], []
+
+    def tick(self, images: int) -> None:
+        _sync(self.device)
+        self.ends.append(time.perf_counter())
+        self.images.append(images)
+
+    def rate(self) -> float | None:
+        if len(self.ends) <= self.warmup:
+            return None
+        return sum(self.images[self.warmup:]) / (self.ends[-1] - self.ends[self.warmup - 1])
+
+
+class _Plain:
+    """The plain loop shared by pipelines 1 and 3: the paper's network and optimiser, nothing else."""
+
+    def __init__(self, paper, model: str, cfg: dict, device: torch.device, precision: str):
+        torch.manual_seed(0)
+        self.net = paper.build(model, cfg).to(device)
+        if cfg["channels_last"]:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if cfg["compile"]:
+            self.net.compile()
+        opt = default_optimizers(self.net.parameters(), cfg)
+        self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
+        self.cfg, self.device, self.precision = cfg, device, precision
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.cfg["channels_last"] else torch.contiguous_format
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = self._input(x), y.to(self.device, non_blocking=True)
+        if len(y) != len(x):  # ten training views per image, adjacent
+            y = y.repeat_interleave(len(x) // len(y))
+        self.net.train()
+        with _autocast(self.device, self.precision):
+            loss = F.cross_entropy(self.net(x), y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def eval_step(self, x: torch.Tensor) -> None:
+        self.net.eval()
+        with _autocast(self.device, self.precision):
+            tta.evaluate(self.net, self._input(x), self.cfg)
+
+    def time(self, train_batches, eval_batches, warmup: int) -> tuple[float | None, float | None]:
+        rates = []
+        for batches, step in ((train_batches, self.train_step), (eval_batches, lambda x, y: self.eval_step(x))):
+            clock = _Clock(self.device, warmup)
+            for x, y in batches:
+                step(x, y)
+                clock.tick(len(y))
+            rates.append(clock.rate())
+        return rates[0], rates[1]
+
+
+def _synthetic(cfg: dict, n: int, steps: int, train: bool, norm) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` batches of ``n`` random images, preprocessed once, as the training/eval tensors look."""
+    g = torch.Generator().manual_seed(0)
+    x = preprocess(torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=g), cfg, train, *norm)
+    y = torch.randint(0, 7, (n,), generator=g)
+    return [(x, y)] * steps
+
+
+def flops_per_image(paper, model: str, cfg: dict, norm, n: int = 2) -> tuple[float, float]:
+    """(train, eval) FLOPs per image: forward+backward of the training views, forward of the test views."""
+    net = paper.build(model, cfg)
+    (x, y), = _synthetic(cfg, n, 1, True, norm)
+    y = y.repeat_interleave(len(x) // len(y))
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(net(x), y).backward()
+    train = fc.get_total_flops() / n
+    (x, _), = _synthetic(cfg, n, 1, False, norm)
+    net.eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        tta.evaluate(net, x, cfg)
+    return train, fc.get_total_flops() / n
+
+
+class _BatchClock(Callback):
+    def __init__(self, device, warmup):
+        self.train, self.eval = _Clock(device, warmup), _Clock(device, warmup)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train.tick(len(batch[1]))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.eval.tick(len(batch[1]))
+
+
+def _fer_bench(paper, model: str, cfg: dict, data, steps: int, warmup: int, device: torch.device, precision: str):
+    n = steps + warmup
+    cfg = {**cfg, "train_subset": cfg["batch_size"] * n, "val_subset": cfg["eval_batch_size"] * n}
+    dm = FERDataModule(data, cfg, seed=0)
+    dm.setup()
+    torch.manual_seed(0)
+    module = FERClassifier(paper.build(model, cfg), cfg, dm.norm, paper.configure_optimizers, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = _BatchClock(device, warmup)
+        trainer = L.Trainer(accelerator=device.type, devices=1, precision=precision, max_epochs=1,
+                            logger=CSVLogger(tmp, name="", version="logs"), enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            log_every_n_steps=10, callbacks=[clock])
+        trainer.fit(module, datamodule=dm)
+    return clock.train.rate(), clock.eval.rate(), dm.norm
+
+
+def conventional_transforms(cfg: dict, train: bool):
+    """The recipe as the usual torchvision per-image PIL transforms (resize first, then augment)."""
+    T = torchvision.transforms
+    size, c = cfg["input_size"], cfg["channels"]
+    tf = [T.Grayscale(c)] + ([T.Resize(size)] if size != 48 else [])
+    tail = [T.ToTensor(), T.Normalize([0.5] * c, [0.5] * c)]
+    crop = cfg.get("crop_size", 0)
+    if not train:
+        return T.Compose(tf + ([T.CenterCrop(crop)] if crop else []) + tail)
+    if cfg["aug_hflip"]:
+        tf.append(T.RandomHorizontalFlip())
+    if cfg.get("aug_resized_crop_min", 0) > 0:
+        tf.append(T.RandomResizedCrop(size, scale=(cfg["aug_resized_crop_min"], cfg["aug_resized_crop_max"])))
+    if cfg["aug_rotation"] or cfg["aug_scale"] or cfg["aug_translate"] or cfg["aug_shear"]:
+        t, s = cfg["aug_translate"], cfg["aug_scale"]
+        affine = T.RandomAffine(cfg["aug_rotation"], translate=(t, t) if t else None,
+                                scale=(1 - s, 1 + s) if s else None, shear=cfg["aug_shear"] or None)
+        tf.append(T.RandomApply([affine], p=cfg["aug_affine_p"]) if cfg["aug_affine_p"] < 1 else affine)
+    tail += [T.RandomErasing(cfg["aug_erasing"])] if cfg["aug_erasing"] else []
+    if crop and cfg.get("train_views") == "tencrop":
+        per_crop = T.Compose(tail)
+        return T.Compose(tf + [T.TenCrop(crop), T.Lambda(lambda crops: torch.stack([per_crop(v) for v in crops]))])
+    return T.Compose(tf + ([T.RandomCrop(crop)] if crop else []) + tail)
+
+
+def _conventional_loaders(data_path: Path, cfg: dict, steps: int, warmup: int, workers: int, pin: bool):
+    root = detect_format(data_path)[1]
+    ImageFolder = torchvision.datasets.ImageFolder
+    n = steps + warmup
+    loaders = []
+    for part, train, bs in (("train", True, cfg["batch_size"]), ("test", False, cfg["eval_batch_size"])):
+        ds = ImageFolder(root / part, transform=conventional_transforms(cfg, train))
+        ds = torch.utils.data.Subset(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[: bs * n])
+        loaders.append(torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=train, num_workers=workers,
+                                                   pin_memory=pin, drop_last=train))
+    return loaders
+
+
+def _flat(loader):
+    for x, y in loader:
+        yield (x.flatten(0, 1) if x.dim() == 5 else x), y  # TenCrop: N x 10 x C x H x W -> image-major views
+
+
+def augment_rate(cfg: dict, device: torch.device, n: int = 1024, repeats: int = 5) -> float:
+    """Images/s of the batched training preprocessing (augmentation, resize, views) alone, on the device."""
+    x = torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, device=device)
+    preprocess(x, cfg, True, 0.5, 0.25)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        preprocess(x, cfg, True, 0.5, 0.25)
+    _sync(device)
+    return n * repeats / (time.perf_counter() - t0)
+
+
+def _load_timings(path: Path) -> tuple[float, float]:
+    """(cold, cached) seconds of loading FER-2013, the cold load decoding into a fresh temporary cache."""
+    old = os.environ.get("FER_BENCH_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FER_BENCH_CACHE"] = tmp
+        try:
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                load_fer2013(path)
+                times.append(time.perf_counter() - t0)
+        finally:
+            os.environ.pop("FER_BENCH_CACHE") if old is None else os.environ.__setitem__("FER_BENCH_CACHE", old)
+    return times[0], times[1]
+
+
+def bench(paper_id: str, model: str = "all", batch_size: int | None = None, steps: int = 10, warmup: int = 2,
+          precision: str | None = None, channels_last: bool | None = None, compile: bool = False,
+          overrides: list[str] = (), data=None, out: str | Path = "results/bench", accelerator: str = "auto",
+          workers: int | None = None, pipelines: tuple[str, ...] = PIPELINES,
+          data_timings: bool = False) -> list[dict]:
+    """Benchmark one model (or all of a paper); append one row per model to ``<out>/bench.csv``; return the rows."""
+    paper = get_paper(paper_id)
+    models = list(paper.models) if model == "all" else [model]
+    if steps < 1 or warmup < 1:
+        raise UserError(f"--steps {steps} --warmup {warmup}: time at least 1 step after at least 1 warm-up step.")
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: give a positive batch size.")
+    unknown = set(pipelines) - set(PIPELINES)
+    if unknown or not pipelines:
+        raise UserError(f"--pipelines {','.join(pipelines)}: choose among {', '.join(PIPELINES)}.")
+    cfgs = {m: resolve_config(paper_id, m, "paper", None, list(overrides)) for m in models}
+    device = torch.device("cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    precision = precision or default_precision(device.type)
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}.")
+    data_path = resolve_data_path(data)
+    dataset = load_fer2013(data_path)
+    if "conventional" in pipelines and dataset.format != "folder":
+        raise UserError(f"{data_path}: the conventional pipeline reads the image-folder release (train/<class>/...) "
+                        "with torchvision's ImageFolder; give --data the folder, or --pipelines pure,fer_bench.")
+    cold, cached = _load_timings(data_path) if data_timings else (None, None)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    n_train, n_val = (int((dataset.splits == SPLITS.index(s)).sum()) for s in ("Training", "PublicTest"))
+    for m in models:
+        cfg = cfgs[m]
+        need = {"training": ((batch_size or cfg["batch_size"]) * (steps + warmup), n_train),
+                "PublicTest": (cfg["eval_batch_size"] * (steps + warmup), n_val)}
+        for split, (want, have) in need.items():
+            if want > have:
+                raise UserError(f"{m}: {steps} + {warmup} batches need {want} {split} images, the data has {have}: "
+                                "lower --steps, --warmup, --batch-size or --set eval_batch_size.")
+    out = Path(out)
+    rows = []
+    for m in models:
+        cfg = {**cfgs[m], "compile": compile or cfgs[m]["compile"]}
+        if batch_size:
+            cfg["batch_size"] = batch_size
+        if channels_last is not None:
+            cfg["channels_last"] = channels_last
+        rate = {}
+        norm = (0.5, 0.25)
+        if "fer_bench" in pipelines:
+            rate["fer_bench"] = _fer_bench(paper, m, cfg, dataset, steps, warmup, device, precision)[:2]
+        if "pure" in pipelines:
+            rate["pure"] = _Plain(paper, m, cfg, device, precision).time(
+                _synthetic(cfg, cfg["batch_size"], steps + warmup, True, norm),
+                _synthetic(cfg, cfg["eval_batch_size"], steps + warmup, False, norm), warmup)
+        if "conventional" in pipelines:
+            train, test = _conventional_loaders(data_path, cfg, steps, warmup, workers, device.type == "cuda")
+            rate["conventional"] = _Plain(paper, m, cfg, device, precision).time(_flat(train), _flat(test), warmup)
+        train_flops, eval_flops = flops_per_image(paper, m, cfg, norm)
+        sample = preprocess(torch.zeros(1, 48, 48, dtype=torch.uint8), cfg, True, *norm)
+        row = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "paper": paper_id, "model": m,
+               "input_size": cfg["input_size"], "channels": cfg["channels"], "views_per_image": len(sample),
+               "batch_size": cfg["batch_size"], "eval_batch_size": cfg["eval_batch_size"], "steps": steps,
+               "warmup": warmup, "precision": precision, "channels_last": cfg["channels_last"],
+               "compile": cfg["compile"], "workers": workers if "conventional" in pipelines else None}
+        for p in PIPELINES:
+            row[f"{p}_train_img_s"], row[f"{p}_eval_img_s"] = rate.get(p, (None, None))
+        for phase in ("train", "eval"):
+            for other in ("pure", "conventional"):
+                a, b = row[f"fer_bench_{phase}_img_s"], row[f"{other}_{phase}_img_s"]
+                row[f"{phase}_ratio_fer_bench_to_{other}"] = a / b if a and b else None
+        row["train_gflop_per_img"], row["eval_gflop_per_img"] = train_flops / 1e9, eval_flops / 1e9
+        for p in ("pure", "fer_bench"):
+            r = row[f"{p}_train_img_s"]
+            row[f"{p}_train_gflop_s"] = r * train_flops / 1e9 if r else None
+        row["augment_img_s"] = augment_rate(cfg, device)
+        row["cold_load_s"], row["cached_load_s"], row["data_format"] = cold, cached, dataset.format
+        sw = software()
+        row |= {"accelerator": device.type, "device": device_name(device.type), "cpu_threads": torch.get_num_threads(),
+                "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+                "lightning": L.__version__, "fer_bench": sw["fer_bench"], "git_sha": sw["git_sha"]}
+        _append(out / "bench.csv", row)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- GPU epoch-time estimates (not measurements)
+
+GPU = "one NVIDIA H100 SXM"
+GPU_PEAK_FLOPS = 989e12  # dense bf16 tensor-core peak (NVIDIA's data sheet, without sparsity)
+ASSUMED_UTILISATION = 0.2  # sustained fraction of the peak assumed; small 48x48 CNNs often reach less
+FER2013_TRAIN, FER2013_VAL = 28_709, 3_589  # official Training / PublicTest sizes
+
+
+def gpu_estimates(paper_ids: list[str]) -> list[dict]:
+    """Estimated epoch time of every model of these papers on GPU, from its FLOP counts alone: (training images x
+    train FLOPs + validation images x eval FLOPs) / (peak x ASSUMED_UTILISATION). An estimate, not a measurement."""
+    rows = []
+    for pid in paper_ids:
+        paper = get_paper(pid)
+        for m in paper.models:
+            cfg = resolve_config(pid, m, "paper", None, [])
+            train_f, eval_f = flops_per_image(paper, m, cfg, (0.5, 0.25))
+            paper_split = cfg["protocol"] == "paper"
+            n_train = cfg["paper_train_size"] if paper_split and cfg["paper_train_size"] else FER2013_TRAIN
+            n_val = cfg["paper_test_size"] if paper_split and cfg["paper_test_size"] else FER2013_VAL
+            epoch_s = (n_train * train_f + n_val * eval_f) / (GPU_PEAK_FLOPS * ASSUMED_UTILISATION)
+            rows.append({"paper": pid, "model": m, "input": f"{cfg['input_size']}x{cfg['input_size']}x{cfg['channels']}",
+                         "views_per_image": len(preprocess(torch.zeros(1, 48, 48, dtype=torch.uint8), cfg, True,
+                                                           0.5, 0.25)),
+                         "train_gflop_per_img": train_f / 1e9, "eval_gflop_per_img": eval_f / 1e9,
+                         "train_images": n_train, "val_images": n_val, "epochs": cfg["epochs"],
+                         "estimated_epoch_s": epoch_s, "estimated_recipe_h": epoch_s * cfg["epochs"] / 3600,
+                         "assumption": f"{GPU}, {ASSUMED_UTILISATION:.0%} of {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s"})
+    return rows
+
+
+def estimates_markdown(rows: list[dict]) -> str:
+    head = ("Estimates from FLOP counts, not measurements (`fer-bench bench --paper all --estimate`): "
+            f"{GPU} sustaining {ASSUMED_UTILISATION:.0%} of its {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16 peak, "
+            "with the paper's recipe (input size, training views, test-time views, epochs) on the official "
+            f"{FER2013_TRAIN:,} training images plus a PublicTest validation per epoch. Small 48x48 networks are "
+            "usually bound by kernel launches and memory, not FLOPs, so read short times as lower bounds.\n\n")
+    lines = ["| paper / model | input | views | train GFLOP/img | eval GFLOP/img | est. epoch | epochs | est. recipe |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['paper']} / {r['model']} | {r['input']} | {r['views_per_image']} | "
+                     f"{r['train_gflop_per_img']:.3g} | {r['eval_gflop_per_img']:.3g} | {r['estimated_epoch_s']:.2g} s | "
+                     f"{r['epochs']} | {_duration(r['estimated_recipe_h'] * 3600)} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def _append(path: Path, row: dict) -> None:
+    """Add a row to the table at ``path`` (made if missing)."""
+    old = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != COLUMNS:
+                raise UserError(f"{path} has other columns than this version writes: move it aside, or pass "
+                                "another --out.")
+            old = list(reader)
+    write_csv(path, COLUMNS, old + [row])
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """Write the table atomically (a crash leaves the previous file whole); floats with 4 significant digits."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            w.writerows({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"Cannot write {path}: {e.strerror}. Choose a writable --out.") from None

@@ -1,0 +1,119 @@
+"""`fer-bench bench`: it runs a few steps of each pipeline and writes its CSV; timings themselves are not tested."""
+
+import csv
+
+import pytest
+import torch
+
+from conftest import cli, write_csv, write_folder
+from fer_bench.cli import main
+from fer_bench.bench import COLUMNS, PIPELINES, _Clock, conventional_transforms, flops_per_image
+from fer_bench.registry import get_paper
+from fer_bench.runner import resolve_config
+from fer_bench.training import FERClassifier
+
+TINY = ["--paper", "miao_presnet_vgg", "--model", "presnet", "--steps", "2", "--warmup", "1", "--batch-size", "8",
+        "--set", "eval_batch_size=8", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "fer2013"
+    write_folder(root, per_class=4)  # 28 images per split: 3 batches of 8 need 24
+    return root
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_bench_times_three_pipelines_and_writes_one_row(folder, tmp_path):
+    r = cli("bench", *TINY, "--data", str(folder), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(tmp_path / "bench.csv", newline="") as f:
+        assert next(csv.reader(f)) == COLUMNS
+    (row,) = _rows(tmp_path / "bench.csv")
+    assert (row["paper"], row["model"], row["batch_size"], row["eval_batch_size"], row["steps"]) == (
+        "miao_presnet_vgg", "presnet", "8", "8", "2")
+    assert (row["input_size"], row["channels"], row["views_per_image"], row["precision"]) == ("48", "1", "1", "32-true")
+    rates = {f"{p}_{phase}": float(row[f"{p}_{phase}_img_s"]) for p in PIPELINES for phase in ("train", "eval")}
+    assert all(v > 0 for v in rates.values()), rates
+    for phase in ("train", "eval"):
+        for other in ("pure", "conventional"):
+            assert float(row[f"{phase}_ratio_fer_bench_to_{other}"]) == pytest.approx(
+                rates[f"fer_bench_{phase}"] / rates[f"{other}_{phase}"], rel=2e-3)  # CSV keeps 4 digits
+    assert float(row["pure_train_gflop_s"]) == pytest.approx(
+        rates["pure_train"] * float(row["train_gflop_per_img"]), rel=2e-3)
+    assert row["torch"] == torch.__version__ and row["accelerator"] == "cpu" and row["data_format"] == "folder"
+    assert float(row["augment_img_s"]) > 0 and row["cold_load_s"] == ""  # load timings only with --data-timings
+    assert "fer_bench/pure" in r.stdout and "GFLOP/s" in r.stdout
+
+
+def test_bench_can_time_the_dataset_load_and_skip_pipelines_and_appends_rows(folder, tmp_path):
+    for _ in range(2):
+        r = cli("bench", *TINY, "--pipelines", "pure", "--data-timings", "--data", str(folder), "--out",
+                str(tmp_path))
+        assert r.returncode == 0, r.stderr[-2000:]
+    first, row = _rows(tmp_path / "bench.csv")
+    assert first["model"] == row["model"] == "presnet"
+    assert float(row["cold_load_s"]) > 0 and float(row["cached_load_s"]) > 0
+    assert float(row["pure_train_img_s"]) > 0 and row["fer_bench_train_img_s"] == row["conventional_eval_img_s"] == ""
+    assert row["train_ratio_fer_bench_to_pure"] == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pipelines", "pure,fast"], "--pipelines"),
+    (["--steps", "0"], "--steps"),
+    (["--precision", "fp8"], "--precision"),
+    (["--set", "epochs=many"], "epochs"),
+    (["--steps", "50"], "lower --steps"),  # 51 batches of 8 from 28 images
+    (["--model", "resnet9"], "resnet9"),
+])
+def test_bench_bad_input_exits_2(folder, tmp_path, capsys, args, message):
+    assert main(["bench", *TINY, *args, "--data", str(folder), "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench.csv").exists()
+
+
+def test_conventional_pipeline_needs_the_image_folder_release(tmp_path):
+    write_csv(tmp_path / "fer2013.csv", per_class=4)
+    r = cli("bench", *TINY, "--data", str(tmp_path / "fer2013.csv"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "image-folder release" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_flops_per_image_count_every_view():
+    paper = get_paper("nurmakhan_vgg")
+    cfg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, ["channels_last=false"])
+    assert (cfg["tta"], cfg["train_views"], cfg["crop_size"]) == ("tencrop", "tencrop", 40)
+    train10, eval10 = flops_per_image(paper, "vggnet", cfg, (0.5, 0.25))
+    train1, eval1 = flops_per_image(paper, "vggnet", {**cfg, "tta": "none", "train_views": "one"}, (0.5, 0.25))
+    assert eval10 == pytest.approx(10 * eval1) and train10 == pytest.approx(10 * train1)
+    assert train1 == pytest.approx(3 * eval1, rel=0.02)  # backward costs about twice the forward
+
+
+def test_conventional_transforms_give_the_recipes_tensors():
+    from PIL import Image
+
+    img = Image.fromarray(torch.randint(0, 256, (48, 48), dtype=torch.uint8).numpy())
+    vgg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, [])
+    assert conventional_transforms(vgg, train=True)(img).shape == (10, 1, 40, 40)  # ten crops, each a sample
+    assert conventional_transforms(vgg, train=False)(img).shape == (1, 40, 40)  # the center crop
+    huang = resolve_config("huang_fpn", "resnet50_fpn", "paper", None, [])
+    assert conventional_transforms(huang, train=True)(img).shape == (3, 512, 512)
+
+
+def test_clock_counts_images_after_the_warmup_batches():
+    clock = _Clock(torch.device("cpu"), warmup=1)
+    clock.ends, clock.images = [10.0, 11.0, 13.0, 14.0], [8, 8, 8, 4]
+    assert clock.rate() == pytest.approx(20 / 4)
+
+
+def test_compile_recipe_key_compiles_in_place_and_keeps_checkpoint_keys():
+    cfg = resolve_config("miao_presnet_vgg", "presnet", "paper", None, ["compile=true"])
+    net = get_paper("miao_presnet_vgg").build("presnet", cfg)
+    keys = list(net.state_dict())
+    module = FERClassifier(net, cfg)
+    module.setup("fit")
+    assert module.model._compiled_call_impl is not None  # compiled lazily, at the first call
+    assert list(module.model.state_dict()) == keys
