@@ -115,7 +115,7 @@ def _bench(args) -> None:
         pid, model=args.model, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
         precision=args.precision, channels_last=args.channels_last, compile=args.compile, overrides=args.set,
         data=args.data, out=args.out, accelerator=args.accelerator, workers=args.workers, pipelines=pipelines,
-        data_timings=args.data_timings)]
+        data_timings=args.data_timings, rounds=args.rounds)]
 
     def num(v, fmt="{:.1f}"):
         return "-" if v is None else fmt.format(v)
@@ -123,7 +123,8 @@ def _bench(args) -> None:
     for r in rows:
         print(f"{r['paper']}/{r['model']}  {r['input_size']}x{r['input_size']}x{r['channels']}  batch "
               f"{r['batch_size']} (eval {r['eval_batch_size']})  {r['precision']}  channels_last "
-              f"{r['channels_last']}  compile {r['compile']}  on {r['device']}")
+              f"{r['channels_last']}  compile {r['compile']}  on {r['device']}  (median of {r['rounds']} rounds of "
+              f"{r['steps']} steps)")
         print(f"  {'images/s':<14}{'pure':>10}{'fer_bench':>11}{'conventional':>14}{'fer_bench/pure':>16}"
               f"{'fer_bench/conv':>16}")
         for phase in ("train", "eval"):
@@ -194,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", required=True, help="a paper id, or 'all'")
     p.add_argument("--model", default="all", help="a model name of the paper, or 'all' (default)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the paper's)")
-    p.add_argument("--steps", type=int, default=10, help="timed batches per pipeline and phase (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
+    p.add_argument("--steps", type=int, default=5, help="timed batches per pipeline, phase and round (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches before them (default 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds in which the pipelines take turns; the median "
+                                                         "is reported (default 3)")
     p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: as `run`)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: the recipe's, on)")

@@ -7,13 +7,13 @@ import torch
 
 from conftest import cli, write_csv, write_folder
 from fer_bench.cli import main
-from fer_bench.bench import COLUMNS, PIPELINES, _Clock, conventional_transforms, flops_per_image
+from fer_bench.bench import COLUMNS, PIPELINES, _Clock, _median, conventional_transforms, step_costs
 from fer_bench.registry import get_paper
 from fer_bench.runner import resolve_config
 from fer_bench.training import FERClassifier
 
-TINY = ["--paper", "miao_presnet_vgg", "--model", "presnet", "--steps", "2", "--warmup", "1", "--batch-size", "8",
-        "--set", "eval_batch_size=8", "--workers", "0"]
+TINY = ["--paper", "miao_presnet_vgg", "--model", "presnet", "--steps", "2", "--warmup", "1", "--rounds", "1",
+        "--batch-size", "8", "--set", "eval_batch_size=8", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_bench_times_three_pipelines_and_writes_one_row(folder, tmp_path):
     with open(tmp_path / "bench.csv", newline="") as f:
         assert next(csv.reader(f)) == COLUMNS
     (row,) = _rows(tmp_path / "bench.csv")
-    assert (row["paper"], row["model"], row["batch_size"], row["eval_batch_size"], row["steps"]) == (
-        "miao_presnet_vgg", "presnet", "8", "8", "2")
+    assert (row["paper"], row["model"], row["batch_size"], row["eval_batch_size"], row["steps"], row["rounds"]) == (
+        "miao_presnet_vgg", "presnet", "8", "8", "2", "1")
     assert (row["input_size"], row["channels"], row["views_per_image"], row["precision"]) == ("48", "1", "1", "32-true")
     rates = {f"{p}_{phase}": float(row[f"{p}_{phase}_img_s"]) for p in PIPELINES for phase in ("train", "eval")}
     assert all(v > 0 for v in rates.values()), rates
@@ -65,6 +65,7 @@ def test_bench_can_time_the_dataset_load_and_skip_pipelines_and_appends_rows(fol
 @pytest.mark.parametrize("args, message", [
     (["--pipelines", "pure,fast"], "--pipelines"),
     (["--steps", "0"], "--steps"),
+    (["--rounds", "0"], "--rounds"),
     (["--precision", "fp8"], "--precision"),
     (["--set", "epochs=many"], "epochs"),
     (["--steps", "50"], "lower --steps"),  # 51 batches of 8 from 28 images
@@ -82,14 +83,17 @@ def test_conventional_pipeline_needs_the_image_folder_release(tmp_path):
     assert r.returncode == 2 and "image-folder release" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_flops_per_image_count_every_view():
+def test_step_costs_count_every_view():
     paper = get_paper("nurmakhan_vgg")
     cfg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, ["channels_last=false"])
     assert (cfg["tta"], cfg["train_views"], cfg["crop_size"]) == ("tencrop", "tencrop", 40)
-    train10, eval10 = flops_per_image(paper, "vggnet", cfg, (0.5, 0.25))
-    train1, eval1 = flops_per_image(paper, "vggnet", {**cfg, "tta": "none", "train_views": "one"}, (0.5, 0.25))
-    assert eval10 == pytest.approx(10 * eval1) and train10 == pytest.approx(10 * train1)
-    assert train1 == pytest.approx(3 * eval1, rel=0.02)  # backward costs about twice the forward
+    ten = step_costs(paper, "vggnet", cfg, (0.5, 0.25))
+    one = step_costs(paper, "vggnet", {**cfg, "tta": "none", "train_views": "one"}, (0.5, 0.25))
+    assert ten["eval_flops_per_img"] == pytest.approx(10 * one["eval_flops_per_img"])
+    assert ten["train_flops_per_img"] == pytest.approx(10 * one["train_flops_per_img"])
+    assert one["train_flops_per_img"] == pytest.approx(3 * one["eval_flops_per_img"], rel=0.02)  # backward: 2x
+    assert ten["eval_ops_per_batch"] > 5 * one["eval_ops_per_batch"]  # the network runs once per view
+    assert one["train_ops_per_batch"] > 2 * one["eval_ops_per_batch"]  # forward, backward, optimiser
 
 
 def test_conventional_transforms_give_the_recipes_tensors():
@@ -101,6 +105,18 @@ def test_conventional_transforms_give_the_recipes_tensors():
     assert conventional_transforms(vgg, train=False)(img).shape == (1, 40, 40)  # the center crop
     huang = resolve_config("huang_fpn", "resnet50_fpn", "paper", None, [])
     assert conventional_transforms(huang, train=True)(img).shape == (3, 512, 512)
+
+
+def test_rounds_take_turns_and_report_the_median(folder, tmp_path):
+    r = cli("bench", *TINY, "--rounds", "3", "--pipelines", "pure,fer_bench", "--data", str(folder), "--out",
+            str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    (row,) = _rows(tmp_path / "bench.csv")
+    assert row["rounds"] == "3" and float(row["fer_bench_train_img_s"]) > 0 and row["conventional_train_img_s"] == ""
+
+
+def test_median_of_rounds_ignores_no_value():
+    assert _median([3.0, 1.0, 2.0]) == 2.0 and _median([1.0, None]) is None
 
 
 def test_clock_counts_images_after_the_warmup_batches():
@@ -117,3 +133,14 @@ def test_compile_recipe_key_compiles_in_place_and_keeps_checkpoint_keys():
     module.setup("fit")
     assert module.model._compiled_call_impl is not None  # compiled lazily, at the first call
     assert list(module.model.state_dict()) == keys
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_recipe_key_sets_the_cpu_mode(flush):
+    cfg = resolve_config("miao_presnet_vgg", "presnet", "paper", None, [f"flush_denormal={flush}"])
+    try:
+        FERClassifier(get_paper("miao_presnet_vgg").build("presnet", cfg), cfg).setup("fit")
+        flushed = torch.tensor([1e-323], dtype=torch.float64).item() == 0.0
+        assert flushed == flush
+    finally:
+        torch.set_flush_denormal(False)
