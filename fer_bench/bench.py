@@ -52,7 +52,7 @@ PIPELINES = ("pure", "fer_bench", "conventional")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 COLUMNS = [
     "timestamp", "paper", "model", "input_size", "channels", "views_per_image", "batch_size", "eval_batch_size",
-    "steps", "warmup", "rounds", "precision", "channels_last", "compile", "flush_denormal", "workers",
+    "steps", "warmup", "rounds", "precision", "channels_last", "compile", "workers",
     *[f"{p}_{phase}_img_s" for p in PIPELINES for phase in ("train", "eval")],
     "train_ratio_fer_bench_to_pure", "eval_ratio_fer_bench_to_pure",
     "train_ratio_fer_bench_to_conventional", "eval_ratio_fer_bench_to_conventional",
@@ -100,7 +100,6 @@ class _Plain:
             self.net = self.net.to(memory_format=torch.channels_last)
         if cfg["compile"]:
             self.net.compile()
-        torch.set_flush_denormal(cfg["flush_denormal"])  # as FERClassifier.setup does
         opt = default_optimizers(self.net.parameters(), cfg)
         self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
         self.cfg, self.device, self.precision = cfg, device, precision
@@ -147,9 +146,8 @@ def _synthetic(cfg: dict, n: int, train: bool, norm) -> tuple[torch.Tensor, torc
 
 
 def _in_memory(data, cfg: dict, n: int, steps: int, train: bool, norm) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``steps`` times the same batch of ``n`` Training images, preprocessed once: the pure loop's input. Real
-    images rather than random noise: noise trained vggnet 15% slower on the CPU (denormal floats), which the
-    real workload does not do."""
+    """``steps`` times the same batch of ``n`` Training images, preprocessed once: the pure loop's input (real
+    images, so that the only difference from the other pipelines is how batches are made)."""
     x, y = data.split("Training")
     return [(preprocess(x[:n], cfg, train, *norm), y[:n])] * steps
 
@@ -373,8 +371,7 @@ def bench(paper_id: str, model: str = "all", batch_size: int | None = None, step
                "input_size": cfg["input_size"], "channels": cfg["channels"], "views_per_image": len(sample),
                "batch_size": cfg["batch_size"], "eval_batch_size": cfg["eval_batch_size"], "steps": steps,
                "warmup": warmup, "rounds": rounds, "precision": precision, "channels_last": cfg["channels_last"],
-               "compile": cfg["compile"], "flush_denormal": cfg["flush_denormal"],
-               "workers": workers if "conventional" in pipelines else None}
+               "compile": cfg["compile"], "workers": workers if "conventional" in pipelines else None}
         for p in PIPELINES:
             row[f"{p}_train_img_s"], row[f"{p}_eval_img_s"] = rate.get(p, (None, None))
         for phase in ("train", "eval"):

@@ -118,7 +118,7 @@ def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed:
     reasons = []
     if profile != "paper":
         reasons.append(f"profile {profile}")
-    neutral = {"eval_batch_size", "channels_last", "compile", "flush_denormal", "protocol", "tta", "split_seed",
+    neutral = {"eval_batch_size", "channels_last", "compile", "protocol", "tta", "split_seed",
                "folds_by", "exclude_leaked"}
     for key in sorted(set(cfg) - neutral):
         if cfg[key] != full_cfg.get(key):

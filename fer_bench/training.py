@@ -209,7 +209,6 @@ class FERClassifier(L.LightningModule):
         return self.model(x)
 
     def setup(self, stage):
-        torch.set_flush_denormal(self.cfg.get("flush_denormal", False))  # x86 CPUs; a no-op elsewhere
         if self.cfg["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
         if self.cfg.get("compile") and not getattr(self, "_compiled", False):

@@ -134,13 +134,3 @@ def test_compile_recipe_key_compiles_in_place_and_keeps_checkpoint_keys():
     assert module.model._compiled_call_impl is not None  # compiled lazily, at the first call
     assert list(module.model.state_dict()) == keys
 
-
-@pytest.mark.parametrize("flush", [True, False])
-def test_flush_denormal_recipe_key_sets_the_cpu_mode(flush):
-    cfg = resolve_config("miao_presnet_vgg", "presnet", "paper", None, [f"flush_denormal={flush}"])
-    try:
-        FERClassifier(get_paper("miao_presnet_vgg").build("presnet", cfg), cfg).setup("fit")
-        flushed = torch.tensor([1e-323], dtype=torch.float64).item() == 0.0
-        assert flushed == flush
-    finally:
-        torch.set_flush_denormal(False)
