@@ -146,6 +146,8 @@ class FERDataModule(L.LightningDataModule):
                 vx, vy = vx[keep], vy[keep]
             self.val_set = _TensorBatches(vx, vy)
         self.test_sets = [_TensorBatches(x, y) for x, y, _ in tests.values()]
+        if paper:
+            self.test_sets[0] = self.val_set  # the paper protocol reports exactly the images it selected on
         self.split_names = EVAL_SPLITS
         if self.cfg["exclude_leaked"]:
             self.test_sets += [_TensorBatches(x[~m], y[~m]) for x, y, m in tests.values()]
