@@ -7,7 +7,7 @@ import torch
 
 from conftest import cli, write_csv, write_folder
 from fer_bench.cli import main
-from fer_bench.bench import COLUMNS, PIPELINES, _Clock, _median, conventional_transforms, step_costs
+from fer_bench.bench import COLUMNS, PIPELINES, _Clock, _median, conventional_transforms, step_costs, views_per_image
 from fer_bench.registry import get_paper
 from fer_bench.runner import resolve_config
 from fer_bench.training import FERClassifier
@@ -102,6 +102,7 @@ def test_conventional_transforms_give_the_recipes_tensors():
     img = Image.fromarray(torch.randint(0, 256, (48, 48), dtype=torch.uint8).numpy())
     vgg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, [])
     assert conventional_transforms(vgg, train=True)(img).shape == (10, 1, 40, 40)  # ten crops, each a sample
+    assert views_per_image(vgg) == 10 and views_per_image({**vgg, "train_views": "one"}) == 1
     assert conventional_transforms(vgg, train=False)(img).shape == (1, 40, 40)  # the center crop
     huang = resolve_config("huang_fpn", "resnet50_fpn", "paper", None, [])
     assert conventional_transforms(huang, train=True)(img).shape == (3, 512, 512)
