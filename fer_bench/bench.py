@@ -419,7 +419,8 @@ def gpu_estimates(paper_ids: list[str]) -> list[dict]:
                 GPU_PEAK_FLOPS * ASSUMED_UTILISATION)
             launch_s = ASSUMED_OP_OVERHEAD_S * (math.ceil(n_train / cfg["batch_size"]) * c["train_ops_per_batch"]
                                                 + math.ceil(n_val / cfg["eval_batch_size"]) * c["eval_ops_per_batch"])
-            rows.append({"paper": pid, "model": m, "input": f"{cfg['input_size']}x{cfg['input_size']}x{cfg['channels']}",
+            size = cfg["input_size"]
+            rows.append({"paper": pid, "model": m, "input": f"{size}x{size}x{cfg['channels']}",
                          "views_per_image": views_per_image(cfg), "batch_size": cfg["batch_size"],
                          "train_gflop_per_img": c["train_flops_per_img"] / 1e9,
                          "eval_gflop_per_img": c["eval_flops_per_img"] / 1e9,
