@@ -135,3 +135,16 @@ def test_compile_recipe_key_compiles_in_place_and_keeps_checkpoint_keys():
     assert module.model._compiled_call_impl is not None  # compiled lazily, at the first call
     assert list(module.model.state_dict()) == keys
 
+
+
+def test_estimate_writes_labelled_gpu_estimates_from_counts(tmp_path, capsys):
+    assert main(["bench", "--paper", "miao_presnet_vgg", "--estimate", "--out", str(tmp_path)]) == 0
+    assert "Estimates from counts, not measurements" in capsys.readouterr().out
+    rows = _rows(tmp_path / "gpu_estimates.csv")
+    assert [r["model"] for r in rows] == ["presnet", "presnet_vgg"]
+    for r in rows:
+        flop_s, launch_s = float(r["estimated_flop_s"]), float(r["estimated_launch_s"])
+        assert flop_s > 0 and launch_s > 0
+        assert float(r["estimated_epoch_s"]) == pytest.approx(flop_s + launch_s, rel=2e-3)
+        assert float(r["estimated_recipe_h"]) == pytest.approx(float(r["estimated_epoch_s"]) * 200 / 3600, rel=2e-3)
+        assert "assumption" in r and "H100" in r["assumption"]
