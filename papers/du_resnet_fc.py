@@ -11,7 +11,7 @@ text, so the confusion matrix of Figure 5 cannot be transcribed.
 
 from torch import nn
 
-from fer_bench import Claim, Model, Paper, register
+from fer_bench import Claim, Model, Paper, keras, register
 from fer_bench.backbones import ResNet50Classifier as ResNet50  # the standard 7-way ResNet50 baseline
 from fer_bench.backbones import resnet50, resnet50_stages
 
@@ -36,7 +36,7 @@ class FCBlock(nn.Module):
         self.flatten = nn.Flatten() if flatten else nn.Identity()  # §2.2 "the first block includes a flattening layer"
         self.dropout = nn.Dropout(DROPOUT)  # §2.2 "a dropout layer"
         self.fc = nn.Linear(in_features, out_features)  # "connecting the fully connected layers"
-        self.bn = nn.BatchNorm1d(out_features)  # §2.2 "a batch normalisation layer"
+        self.bn = keras.batch_norm(out_features, dims=1)  # §2.2 "a batch normalisation layer" (Keras defaults)
         self.act = nn.ReLU(inplace=True)  # §2.2 "an activation layer" (ReLU: ResNet's own sigma)
         self.shortcut = shortcut  # abstract, §4 "stacked with shortcut connections"
 
@@ -44,6 +44,13 @@ class FCBlock(nn.Module):
         x = self.flatten(x)
         y = self.bn(self.fc(self.dropout(x)))
         return self.act(y + x if self.shortcut else y)
+
+
+def baseline(pretrained: bool = False) -> nn.Module:
+    """'the classical ResNet50' (Keras' ResNet50 with its own top, classes=7): its Dense(7) keeps Keras' init."""
+    net = ResNet50(pretrained)
+    net.net.fc.apply(keras.init)
+    return net
 
 
 class ImprovedResNet50(nn.Module):
@@ -56,6 +63,8 @@ class ImprovedResNet50(nn.Module):
         self.block1 = FCBlock(flat, width, flatten=True)  # the width changes here: no identity shortcut possible
         self.block2 = FCBlock(width, width, shortcut=True)  # "stacked with shortcut connections"
         self.classifier = nn.Linear(width, NUM_CLASSES)  # §2.2 "a Softmax layer" (softmax is inside the loss)
+        for head in (self.block1, self.block2, self.classifier):
+            head.apply(keras.init)  # Keras Dense defaults: glorot_uniform, zero bias
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(self.features(x))))
@@ -98,6 +107,13 @@ INTERPRETATIONS = {
     "dropout=0.5": "'randomly drops 50 presented neurons' is read as a rate of 0.5 (50%) in both blocks.",
     "resnet50 baseline": "'the classical ResNet50' keeps its own top: global average pooling and a 7-way layer "
                          "(Keras' ResNet50 with include_top=True, classes=7).",
+    "Keras defaults": "The paper is a Keras implementation (Keras' Adam and callbacks above): the fully connected "
+                      "layers and the 7-way layers of both models use Keras' Dense init (glorot_uniform, zero bias) "
+                      "and the blocks' BatchNormalization Keras' eps 1e-3 and momentum 0.99 (PyTorch momentum 0.01), "
+                      "as rodrigues_cnn reads the same layer kinds; the ResNet50 backbone keeps torchvision's init.",
+    "last batch": "Each epoch drops the last incomplete batch (28,709 = 897 x 32 + 5: 5 images an epoch, a different "
+                  "5 each epoch since the order is reshuffled); Keras would train on it. Recorded, not changed: every "
+                  "paper's runner shares this rule (the same batch size on every step, as DDP needs).",
     "torchvision ResNet50": "torchvision's ResNet50 (v1.5, convs without bias, 23,508,032 parameters without top) "
                             "stands in for Keras' (v1, convs with bias, 23,587,712); both map 48x48 to 2x2x2048.",
     "flatten order": "Keras flattens the map as HxWxC, PyTorch as CxHxW: the same layer up to a permutation of "
@@ -187,7 +203,7 @@ PAPER = register(Paper(
                                    recipe=dict(fc_width=FC_WIDTH),  # unstated width, --set-able
                                    summary="ResNet50 -> 2x2x2048 -> [flatten, dropout, FC, BN, ReLU] -> "
                                            "[dropout, FC, BN, +shortcut, ReLU] -> 7-way"),
-        "resnet50": Model(lambda cfg: ResNet50(cfg["pretrained"]),
+        "resnet50": Model(lambda cfg: baseline(cfg["pretrained"]),
                           summary="classical ResNet50: global average pooling, 7-way head (baseline)"),
     },
     recipe=RECIPE,

@@ -12,7 +12,7 @@ Figure 4 is missing from the text). Cross-entropy loss. §III: 150 epochs for ev
 
 from torch import nn
 
-from fer_bench import Claim, Model, Paper, register
+from fer_bench import Claim, Model, Paper, keras, register
 from fer_bench.backbones import resnet50
 
 NUM_CLASSES = 7
@@ -28,7 +28,7 @@ class ResNet50GAP(nn.Module):
         net.fc = nn.Identity()  # include_top=False: drop the 1000-way ImageNet classifier
         self.features = net  # conv1 ... layer4, then torchvision's adaptive average pool = Keras GlobalAveragePooling2D
         self.head = nn.Linear(2048, NUM_CLASSES)  # "Dense Output Layer", 7 emotions (softmax is in the loss)
-        _keras_init(self.head)
+        keras.init(self.head)
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -47,17 +47,6 @@ CONV_DROPOUT = 0.5  # after each block (Kaggle network)
 DENSE = ((512, 0.4), (256, 0.4), (128, 0.5))  # hidden dense widths and their dropout (Kaggle network)
 
 
-def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)  # Keras BatchNormalization defaults (eps 1e-3, momentum 0.99)
-
-
-def _keras_init(m: nn.Module) -> None:
-    """Keras' defaults for Conv2D/Dense: glorot_uniform kernels, zero biases."""
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.xavier_uniform_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 def _conv(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]  # Keras Conv2D(3x3, 'same', activation='relu')
 
@@ -65,9 +54,9 @@ def _conv(c_in: int, c_out: int) -> list[nn.Module]:
 def conv_block(c_in: int, c_out: int, first: bool) -> nn.Sequential:
     """Two 3x3 convs (ReLU) and batch normalisation, 3x3 max pooling (stride 2), dropout."""
     if first:  # §II.C.ii "start with two convolutions, followed by a batch normalization"
-        layers = [*_conv(c_in, c_out), *_conv(c_out, c_out), _bn(c_out)]
+        layers = [*_conv(c_in, c_out), *_conv(c_out, c_out), keras.batch_norm(c_out)]
     else:  # the Kaggle network normalises after each conv of the later blocks
-        layers = [*_conv(c_in, c_out), _bn(c_out), *_conv(c_out, c_out), _bn(c_out)]
+        layers = [*_conv(c_in, c_out), keras.batch_norm(c_out), *_conv(c_out, c_out), keras.batch_norm(c_out)]
     return nn.Sequential(*layers,
                          nn.MaxPool2d(3, stride=2, padding=1),  # "one cluster of 3x3"; stride 2 halves the side
                          nn.Dropout(CONV_DROPOUT))
@@ -89,7 +78,7 @@ class CNN8(nn.Module):
             dense += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.Dropout(p)]
             n_in = width
         self.classifier = nn.Sequential(nn.Flatten(), *dense, nn.Linear(n_in, NUM_CLASSES))  # softmax is in the loss
-        self.apply(_keras_init)
+        self.apply(keras.init)
 
     def forward(self, x):
         return self.classifier(self.features(x))

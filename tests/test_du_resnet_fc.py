@@ -73,6 +73,21 @@ def test_block_order_and_identity_shortcut():
         FCBlock(8, 16, shortcut=True)
 
 
+def test_dense_and_batchnorm_layers_have_keras_defaults(paper, improved):
+    """The paper is a Keras implementation: Dense = glorot_uniform with zero bias, BatchNormalization eps 1e-3 and
+    momentum 0.99 (PyTorch 0.01), in both models' heads, as in rodrigues_cnn."""
+    torch.manual_seed(0)
+    heads = [improved.block1.fc, improved.block2.fc, improved.classifier, paper.build("resnet50").net.fc]
+    for fc in heads:
+        bound = (6 / (fc.in_features + fc.out_features)) ** 0.5  # glorot_uniform's limit
+        assert fc.weight.abs().max() <= bound and fc.weight.abs().max() > 0.9 * bound
+        assert torch.count_nonzero(fc.bias) == 0
+    for b in (improved.block1, improved.block2):
+        assert (b.bn.eps, b.bn.momentum) == (1e-3, 0.01)
+    # the backbone keeps torchvision's own BatchNorm (eps 1e-5, momentum 0.1)
+    assert (improved.features[0][1].eps, improved.features[0][1].momentum) == (1e-5, 0.1)
+
+
 def test_improved_forward_is_the_two_blocks_then_the_classifier(improved):
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
