@@ -24,6 +24,9 @@ REFERENCE = Path("results/reference/smoke.json")
 # smoke runs are deterministic on one machine; another CPU's float rounding can flip a few
 # near-chance predictions of a one-epoch model, so accuracies get +-3 points and losses +-5%.
 TOLERANCE = {"accuracy": 0.03, "loss_rel": 0.05}
+# smoke runs use one precision on every machine, whatever a run there would default to (bf16-mixed on a CPU with
+# native bf16, 32-true on others), so the values compare like with like; the reference records it
+PRECISION = "32-true"
 CLAIM_FIELDS = ("model", "metric", "as_printed", "split", "protocol", "source", "quote", "kind")
 
 
@@ -45,13 +48,13 @@ def validate_papers() -> list[tuple[str, str, str]]:
     return problems
 
 
-def _smoke(pid: str, model: str, data, out: Path) -> dict:
+def _smoke(pid: str, model: str, data, out: Path, precision: str = PRECISION) -> dict:
     from .runner import run
 
     cfg = get_paper(pid).resolve(model, "smoke")
     overrides = ["pretrained=false"] if cfg.get("pretrained") else []  # CI has no network for weights
     (path,) = run(pid, model=model, profile="smoke", seed=0, data=data, out=out, overrides=overrides,
-                  deterministic=True, progress=False)
+                  deterministic=True, progress=False, precision=precision)
     return json.loads(path.read_text())
 
 
@@ -92,24 +95,26 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
     if not keys:
         raise UserError(f"--only {' '.join(only)}: no such paper or model; see `fer-bench list`.")
     measured = {}
+    precision = PRECISION if update else ref.get("precision", PRECISION)
     with tempfile.TemporaryDirectory() as tmp:
-        print("== smoke runs (profile smoke, seed 0, deterministic)")
+        print(f"== smoke runs (profile smoke, seed 0, deterministic, precision {precision})")
         for key in keys:
             pid, model = key.split("/")
-            d = _smoke(pid, model, data, out or Path(tmp) / "a")
+            d = _smoke(pid, model, data, out or Path(tmp) / "a", precision)
             measured[key] = _summary(d)
             print(f"  {key:<40} PrivateTest acc {d['splits']['PrivateTest']['accuracy']:.4f}  "
                   f"train {d['timing']['train_s']:.0f}s  eval {d['timing']['eval_s']:.0f}s")
         print("== determinism (first model repeated)")
         pid, model = keys[0].split("/")
-        again = _summary(_smoke(pid, model, data, Path(tmp) / "b"))  # never kept: it would count as a second seed
+        again = _summary(_smoke(pid, model, data, Path(tmp) / "b", precision))  # never kept: it would count as a second seed
         same = again == measured[keys[0]]
         failures += not same
         print(f"  {'ok  ' if same else 'FAIL'} {keys[0]}: repeated run {'identical' if same else 'differs'}")
 
     if update:
         write_json_atomic(reference, {"note": "measured by `fer-bench check --update`; smoke profile, seed 0",
-                                      "software": software(), "tolerance": TOLERANCE, "params": params,
+                                      "software": software(), "precision": precision, "tolerance": TOLERANCE,
+                                      "params": params,
                                       "smoke": {**ref.get("smoke", {}), **measured}})
         print(f"== reference updated: {reference}")
         return int(failures > 0)

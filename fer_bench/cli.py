@@ -1,4 +1,4 @@
-"""The `fer-bench` command: list, run, report, data, check, bench. Bad input exits with status 2 and a message."""
+"""The `fer-bench` command: list, run, reproduce, report, data, check, bench. Bad input exits with status 2 and a message."""
 
 from __future__ import annotations
 
@@ -48,6 +48,33 @@ def _run(args) -> None:
         print(f"{cv['paper']}/{cv['model']} [{cv['profile']}] {cv['protocol']} on {cv['dataset']}: test accuracy "
               f"{a['mean']:.4f} +- {a['std']:.4f} (mean +- sample std over {cv['folds']} folds; min {a['min']:.4f}, "
               f"max {a['max']:.4f}; pooled {cv['pooled']['accuracy']:.4f}) -> {cv_summary_path(p)}")
+
+
+def _reproduce(args) -> int:
+    from .reproduce import load_plan, make_plan, parse_time_limit, reproduce, status_table
+
+    if args.plan:
+        if args.paper:
+            raise UserError("--plan and --paper: give one of them.")
+        plan = load_plan(Path(args.plan))
+    elif args.paper:
+        sets = list(args.set) + ([f"protocol={args.protocol}"] if args.protocol else [])
+        plan = make_plan(args.paper, args.model, args.seeds, args.profile, sets)
+    else:
+        raise UserError("reproduce: give --paper PAPER (with --model, --seeds, ...) or --plan FILE.")
+    limit = parse_time_limit(args.time_limit) if args.time_limit else None
+    if args.checkpoint_minutes <= 0:
+        raise UserError(f"--checkpoint-minutes {args.checkpoint_minutes}: give a positive number of minutes.")
+    if args.status:
+        print(status_table(plan, Path(args.out)))
+        return 0
+    done = reproduce(plan, data=args.data, out=args.out, time_limit=limit, precision=args.precision,
+                     checkpoint_every_s=args.checkpoint_minutes * 60, progress=not args.no_progress,
+                     deterministic=args.deterministic)
+    print(status_table(plan, Path(args.out)))
+    if not done:
+        print("Stopped before the time limit; every run so far is saved. Continue with the same command.")
+    return 0
 
 
 def _report(args) -> None:
@@ -178,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("reproduce", help="full-recipe runs that can be stopped at any time and continued")
+    p.add_argument("--paper", default=None, help="a paper id (or use --plan)")
+    p.add_argument("--model", default="all", help="a model name of the paper, or 'all' (default)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--protocol", default=None, help="canonical or paper (default: the recipe's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    p.add_argument("--plan", default=None, metavar="FILE", help="a TOML plan of [[run]] tables, e.g. results/plan.toml")
+    p.add_argument("--data", default=None, help="FER-2013 folder or fer2013.csv (default $FER_BENCH_DATA)")
+    p.add_argument("--out", default="results", help="results root (default results/)")
+    p.add_argument("--time-limit", default=None, metavar="H:MM:SS",
+                   help="stop cleanly (checkpoint, status interrupted, exit 0) before this much wall time")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="minutes of training between resumable checkpoints inside an epoch (default 5)")
+    p.add_argument("--precision", default=None, help="for runs that start now (default: as `run`); a resumed "
+                                                     "run keeps its own")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
+    p.add_argument("--status", action="store_true", help="only print the state of every planned run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("report", help="claimed vs measured tables, claim audit and figures")
     p.add_argument("--runs", default="results", help="results root holding runs/ (default results/)")

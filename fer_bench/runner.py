@@ -47,7 +47,7 @@ class _TrainTimer(Callback):
             self.seconds += time.perf_counter() - self._t
             self._t = None
 
-    on_train_epoch_start = _start
+    on_train_start = on_train_epoch_start = _start
     on_validation_start = on_train_epoch_end = on_exception = _stop
 
     def on_validation_end(self, trainer, pl_module):
@@ -56,6 +56,56 @@ class _TrainTimer(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.images += len(batch[1]) * trainer.world_size
+
+    def state_dict(self) -> dict:  # saved in every checkpoint: a resumed run's timing covers all its segments
+        running = time.perf_counter() - self._t if self._t is not None else 0.0
+        return {"seconds": self.seconds + running, "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seconds, self.images = float(state["seconds"]), int(state["images"])
+
+
+class TimeLimitReached(Exception):
+    """Raised inside training when --time-limit is about to run out, after a checkpoint was written."""
+
+
+class _Safepoints(Callback):
+    """Resumable checkpoints inside an epoch, at most ``every_s`` seconds of training apart, so a kill loses at most
+    that much work even when one epoch takes half an hour; and a clean stop (a checkpoint, then TimeLimitReached)
+    once the wall clock passes ``deadline``. Rank 0 decides and every rank follows (saving is collective)."""
+
+    def __init__(self, path: Path, every_s: float | None, deadline: float | None, timer: _TrainTimer):
+        self.path, self.every_s, self.deadline, self.timer = path, every_s, deadline, timer
+        self._last = self._noted = time.monotonic()
+
+    def _note_progress(self, trainer) -> None:
+        """progress.json beside the checkpoints: what `fer-bench reproduce --status` shows of a running run."""
+        t = self.timer.state_dict()
+        fit = trainer.fit_loop
+        write_json_atomic(self.path.parent.parent / "progress.json", {
+            "epoch": fit.epoch_progress.current.processed, "epochs": trainer.max_epochs,
+            "batch": fit.epoch_loop.batch_progress.current.processed, "batches": trainer.num_training_batches,
+            "train_s": round(t["seconds"], 1), "images": t["images"],
+            "img_per_s": round(t["images"] / t["seconds"], 2) if t["seconds"] else None, "updated": time.time()})
+        self._noted = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.is_global_zero and time.monotonic() - self._noted >= 30:
+            self._note_progress(trainer)
+        now = time.monotonic()
+        stop = self.deadline is not None and time.time() >= self.deadline
+        save = stop or (self.every_s is not None and now - self._last >= self.every_s)
+        save, stop = trainer.strategy.broadcast((save, stop), src=0)
+        if save:
+            trainer.save_checkpoint(self.path)  # atomic: written aside, then renamed (Lightning's _atomic_save)
+            self._last = time.monotonic()
+        if stop:
+            raise TimeLimitReached
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._last = time.monotonic()  # the end-of-epoch checkpoint was just written
+        if trainer.is_global_zero:
+            self._note_progress(trainer)
 
 
 class _KeepLog(Callback):
@@ -69,11 +119,25 @@ class _KeepLog(Callback):
         except FileNotFoundError:  # nothing was logged (or a DDP child, started after rank 0's logger)
             self.rows = []
 
+        self.path, self.restored = path, False
+
     def on_train_start(self, trainer, pl_module):
+        # the rows of the steps the resumed checkpoint already holds (a mid-epoch checkpoint keeps its epoch's rows)
         if trainer.is_global_zero and self.rows:
             trainer.logger.experiment.metrics[:0] = [{k: v for k, v in r.items() if v != ""} for r in self.rows
-                                                     if int(float(r["epoch"])) < trainer.current_epoch]
+                                                     if int(float(r["step"])) < trainer.global_step]
             trainer.logger.save()
+        self.restored = True
+
+    def put_back(self) -> None:
+        """After a resume that trained nothing (it stopped in the final evaluation, or failed before training):
+        the log is written back if the logger removed it."""
+        if self.rows and not self.restored and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+                w.writeheader()
+                w.writerows(self.rows)
 
 
 def default_precision(accelerator: str) -> str:
@@ -81,7 +145,9 @@ def default_precision(accelerator: str) -> str:
     where the CPU has native bf16 (AVX512-BF16 or AMX): on an AVX2-only CPU, bf16 autocast falls back to
     slow kernels (ResNet50 at 48x48 trained 20x slower than fp32 on the 2-core AMD EPYC CI machine)."""
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+        # bf16 tensor cores from Ampere (sm_80) on; torch.cuda.is_bf16_supported() also counts emulation (T4, V100)
+        ampere = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+        return "bf16-mixed" if ampere else "16-mixed"
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return "bf16-mixed" if native_bf16 else "32-true"
 
@@ -165,9 +231,15 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
         accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1, strategy: str = "auto",
         precision: str | None = None, overrides: list[str] = (), resume: bool = False,
         deterministic: bool = False, progress: bool = True, dataset: str = "fer2013",
-        folds: int | None = None) -> list[Path]:
+        folds: int | None = None, checkpoint_every_s: float | None = 300.0, deadline: float | None = None,
+        run_dir: Path | None = None) -> list[Path]:
     """Train and evaluate one model (or all) of a paper; return the metrics.json paths written (with ``folds``,
-    one per fold; each cross-validation's summary is in cv_summary_path(metrics.json of a fold))."""
+    one per fold; each cross-validation's summary is in cv_summary_path(metrics.json of a fold)).
+
+    ``checkpoint_every_s``: seconds of training between resumable checkpoints inside an epoch (None: epoch ends
+    only). ``deadline`` (time.time()): stop cleanly before it, raising TimeLimitReached after writing metrics.json
+    with status 'interrupted'. ``run_dir`` (one model, no folds): use this directory, resuming it with ``resume``
+    (fer_bench.reproduce names its run directories after the recipe)."""
     paper = get_paper(paper_id)
     models = list(paper.models) if model == "all" else [model]
     out = Path(out)
@@ -197,6 +269,9 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
             if folds:
                 run_dirs[m] = [str(d) for d in _new_cv_dirs(out, paper_id, m, seed, folds)]
                 continue
+            if run_dir is not None:
+                run_dirs[m] = str(run_dir)
+                continue
             prior = _find_resumable(out, paper_id, m) if resume else None
             if resume and prior is None:
                 raise UserError(f"--resume: no interrupted run of {paper_id}/{m} with a checkpoint under {out}.")
@@ -207,7 +282,7 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
                            fold_sets if folds else None, dict(
                                max_time=max_time, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                                strategy=strategy, precision=precision, deterministic=deterministic,
-                               progress=progress))
+                               progress=progress, checkpoint_every_s=checkpoint_every_s, deadline=deadline))
     finally:
         if not ddp_child:  # a later run() in this process (fer-bench check) draws its own directories
             os.environ.pop(_RUN_DIRS_ENV, None)
@@ -227,9 +302,12 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
         info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
                 "config": cfgs[m]}
         if resume:
-            info = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe
-        elif "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
-            write_json_atomic(run_dir / "run.json", info)
+            info = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
+            hw = {**hw, "precision": info.get("precision", hw["precision"])}  # ... and precision
+        else:
+            info["precision"] = hw["precision"]
+            if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+                write_json_atomic(run_dir / "run.json", info)
         path = _run_one(paper, info, dataset, run_dir, resume=resume, **hw)
         if path:
             written.append(path)
@@ -307,6 +385,17 @@ def cv_summary(fold_results: list[dict]) -> dict:
     }
 
 
+def _last_epoch_metrics(trainer, module, dm, best, last_path: Path, selected: dict) -> dict:
+    """The test splits of the weights after the last epoch (what papers that report their final epoch measured),
+    beside the selected checkpoint's; the same numbers when the last epoch is the one selected."""
+    match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
+    epoch = trainer.current_epoch
+    if match and int(match.group(1)) + 1 == epoch or not last_path.is_file():
+        return {"epoch": epoch, "same_as_selected": True, "splits": selected}
+    trainer.test(module, datamodule=dm, ckpt_path=str(last_path), verbose=False)
+    return {"epoch": epoch, "same_as_selected": False, "splits": module.test_results}
+
+
 def _protocol(cfg: dict, fold: dict | None) -> tuple[str, str, str]:
     """(protocol, the split the checkpoint was selected on, a sentence for the reader of metrics.json)."""
     if fold is not None:
@@ -328,7 +417,8 @@ def _protocol(cfg: dict, fold: dict | None) -> tuple[str, str, str]:
 
 
 def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerator, devices, num_nodes, strategy,
-             precision, deterministic, progress, test_fold=None) -> Path | None:
+             precision, deterministic, progress, test_fold=None, checkpoint_every_s=None,
+             deadline=None) -> Path | None:
     m, cfg, seed, profile = info["model"], info["config"], info["seed"], info["profile"]
     L.seed_everything(seed, workers=True, verbose=False)
     dm = FERDataModule(dataset, cfg, seed, test_fold)
@@ -338,34 +428,50 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=cfg["monitor"],
                            mode="max" if cfg["monitor"] == "val/acc" else "min", save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True)
-    # resumable state at every epoch end (a mid-epoch state would not resume to identical numbers)
+    # resumable state at every epoch end, and (_Safepoints) inside long epochs
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
                            enable_version_counter=False)
+    last_path = run_dir / "checkpoints" / "last.ckpt"
     timer = _TrainTimer()
+    keep_log = _KeepLog(run_dir / "logs" / "metrics.csv") if resume else None
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_epochs=cfg["epochs"], max_time=max_time, deterministic=deterministic or None,
         logger=CSVLogger(run_dir, name="", version="logs"),
-        callbacks=[best, last, timer, *([_KeepLog(run_dir / "logs" / "metrics.csv")] if resume else [])],
+        callbacks=[best, last, timer, _Safepoints(last_path, checkpoint_every_s, deadline, timer),
+                   *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10)
-    ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume else None
-    status = "completed"
+        log_every_n_steps=10, default_root_dir=run_dir)
+    status, stopped_by = "completed", None
+    splits, last_epoch, eval_s = {}, None, 0.0
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning exits) or SIGTERM (SIGTERMException)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last_path) if resume else None)
+        if trainer.interrupted:
+            status = "interrupted"
+        elif deadline is not None and time.time() >= deadline:
+            status, stopped_by = "interrupted", "time limit"  # training is done; the evaluation comes on resume
+        else:
+            t0 = time.perf_counter()
+            trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
+            splits = module.test_results
+            last_epoch = _last_epoch_metrics(trainer, module, dm, best, last_path, splits)
+            eval_s = time.perf_counter() - t0
+    except TimeLimitReached:
+        status, stopped_by = "interrupted", "time limit"
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning exits) or SIGTERM (SIGTERMException), in fit or test
         status = "interrupted"
+    finally:
+        if keep_log is not None and trainer.is_global_zero:
+            keep_log.put_back()
     if trainer.interrupted:
         status = "interrupted"
+    if status != "completed":
+        splits, last_epoch = {}, None
     epochs_done = trainer.current_epoch  # epochs whose training finished
-    splits, eval_s = {}, 0.0
-    if status == "completed":
-        t0 = time.perf_counter()
-        trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
-        eval_s = time.perf_counter() - t0
-        splits = module.test_results
     if not trainer.is_global_zero:
+        if status == "interrupted":
+            raise TimeLimitReached if stopped_by else UserError("Run interrupted on another rank.")
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
     protocol, selected_on, protocol_note = _protocol(cfg, info.get("fold"))
@@ -382,6 +488,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                            "`fer-bench data audit`"}} if dm.leaked else {}),
         "budget": budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
         "splits": splits,
+        **({"last_epoch": last_epoch} if last_epoch else {}),
         "timing": {"train_s": round(timer.seconds, 3),
                    "train_img_per_s": round(timer.images / timer.seconds, 2) if timer.seconds else None,
                    "eval_s": round(eval_s, 3)},
@@ -397,6 +504,9 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     }
     path = run_dir / "metrics.json"
     write_json_atomic(path, result)
+    if stopped_by == "time limit":
+        raise TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
+                               f"{run_dir / 'checkpoints'}.")
     if status == "interrupted":
         raise UserError(f"Run interrupted after {epochs_done} epoch(s); {path} records it as 'interrupted' and "
                         f"the last checkpoint is in {run_dir / 'checkpoints'}. Continue it with the same command "

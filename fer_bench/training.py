@@ -32,9 +32,19 @@ class _Batches(Sampler):
     starts): a run resumed from an end-of-epoch checkpoint creates its first iterator before it advances
     trainer.current_epoch, which would replay the previous epoch's order."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int, epoch_fn=None):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int, epoch_fn=None,
+                 done_fn=None):
         self.n, self.bs, self.shuffle, self.seed, self.rank, self.world = n, batch_size, shuffle, seed, rank, world
         self.epoch_fn = epoch_fn or (lambda: 0)
+        self.done_fn = done_fn or (lambda: 0)  # training batches of the current epoch already trained
+        self._resume: dict | None = None  # from a mid-epoch checkpoint (load_state_dict)
+
+    def state_dict(self) -> dict:
+        """Where training stands inside the epoch: saved in every checkpoint (Lightning asks each training loader)."""
+        return {"epoch": int(self.epoch_fn()), "done": int(self.done_fn())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)
 
     def _indices(self) -> torch.Tensor:
         if self.shuffle:
@@ -48,11 +58,27 @@ class _Batches(Sampler):
     def __iter__(self):
         idx = self._indices()
         stop = len(idx) - len(idx) % self.bs if self.shuffle and len(idx) >= self.bs else len(idx)
-        return iter(idx[:stop].split(self.bs)) if stop else iter(())
+        batches = idx[:stop].split(self.bs) if stop else ()
+        resume, self._resume = self._resume, None
+        if resume and resume["epoch"] == self.epoch_fn() and 0 < resume["done"] < len(batches):
+            batches = batches[resume["done"]:]  # a mid-epoch checkpoint: the same epoch order, from the next batch
+        return iter(batches)
 
     def __len__(self) -> int:
         m = len(self._indices())
         return m // self.bs if self.shuffle and m >= self.bs else -(-m // self.bs)
+
+
+class _ResumableLoader(DataLoader):
+    """The training loader. Lightning saves its state_dict in every checkpoint and loads it before the first
+    iteration of a resumed fit, so a run resumed from a mid-epoch checkpoint continues the epoch's batch order
+    where it stopped (the sampler counts the batches Lightning finished, not those its fetcher prefetched)."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class _TensorBatches(torch.utils.data.Dataset):
@@ -165,10 +191,13 @@ class FERDataModule(L.LightningDataModule):
     def _loader(self, ds, batch_size, shuffle):
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        fit = t.fit_loop if t is not None else None
         sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world,
-                           epoch_fn=(lambda: t.fit_loop.epoch_progress.current.processed) if t is not None else None)
+                           epoch_fn=(lambda: fit.epoch_progress.current.processed) if fit else None,
+                           done_fn=(lambda: fit.epoch_loop.batch_progress.current.processed) if fit else None)
         pin = ds.images.device.type == "cpu" and t is not None and t.strategy.root_device.type == "cuda"
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=pin)
+        return (_ResumableLoader if shuffle else DataLoader)(ds, sampler=sampler, batch_size=None, num_workers=0,
+                                                             pin_memory=pin)
 
     def train_dataloader(self):
         return self._loader(self.train_set, self.cfg["batch_size"], shuffle=True)

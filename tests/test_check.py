@@ -32,3 +32,49 @@ def test_committed_reference_has_every_models_parameter_count():
     assert ref["smoke"], "no smoke reference values"
     for key, splits in ref["smoke"].items():
         assert set(splits) == {"PrivateTest", "PublicTest"}, key
+
+
+def test_default_precision_follows_the_hardware(monkeypatch):
+    import torch
+
+    from fer_bench.runner import default_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert default_precision("cpu") == "bf16-mixed"  # a Xeon with AVX512-BF16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert default_precision("cpu") == "32-true"  # AVX2 only: bf16 would be emulated, about 10x slower
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulation
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))  # T4
+    assert default_precision("gpu") == "16-mixed"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))  # H100/H200
+    assert default_precision("gpu") == "bf16-mixed"
+
+
+def test_check_runs_the_reference_precision_on_a_bf16_cpu(monkeypatch, tmp_path):
+    """On a CPU with native bf16 a plain run would default to bf16-mixed; check still compares like with like."""
+    import torch
+
+    import fer_bench.runner as runner
+    from fer_bench.check import PRECISION, check
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    seen = []
+
+    def fake_run(pid, model, precision=None, out=None, **kw):
+        seen.append(precision)
+        path = Path(out) / f"{len(seen)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        split = {"accuracy": 0.25, "loss": 2.0}
+        path.write_text(json.dumps({"splits": {"PrivateTest": split, "PublicTest": split},
+                                    "timing": {"train_s": 1, "eval_s": 1}}))
+        return [path]
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    ref = json.loads((ROOT / REFERENCE).read_text())
+    assert ref.get("precision", PRECISION) == "32-true"
+    reference = tmp_path / "smoke.json"
+    reference.write_text(json.dumps({**ref, "precision": "32-true"}))
+    check(None, reference, only=["miao_presnet_vgg/presnet"])
+    assert seen == ["32-true", "32-true"]  # the smoke run and its repetition
