@@ -49,6 +49,13 @@ class Claim:
     relative_to: str = ""  # for differences (accuracy_gain): the model the difference is taken against
     selected_on: str = ""  # the split the paper chose its checkpoint on, when it says ("test" = the reported split)
     note: str = ""
+    # which weights the number describes: "selected" (the checkpoint chosen on the selection split) or "last" (the
+    # model after the final epoch, e.g. the end of a training curve); compared with metrics.json's splits or last_epoch
+    checkpoint: str = "selected"
+
+    def __post_init__(self):
+        if self.checkpoint not in ("selected", "last"):
+            raise ValueError(f"Claim checkpoint {self.checkpoint!r}: 'selected' or 'last'")
 
 
 @dataclass(frozen=True)

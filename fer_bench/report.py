@@ -49,7 +49,11 @@ VERDICT_RULES = [
               "accuracy on its own test images)."),
 ]
 GROUP_CHOICE = ("When several full-budget groups match, the verdict uses the profile 'paper' with the unmodified "
-                "recipe first, then the group with the most seeds; the group is named beside the verdict.")
+                "recipe first, then the group with the most seeds; the group is named beside the verdict. A claim "
+                "the paper makes of its final epoch ('last epoch' in Refers to, e.g. the end of a training curve) "
+                "is compared with each run's last-epoch weights (metrics.json last_epoch), every other claim with "
+                "the checkpoint selected on the selection split; runs without last-epoch metrics leave a "
+                "last-epoch claim inconclusive.")
 
 
 # ---------------------------------------------------------------- loading
@@ -145,10 +149,11 @@ def _units(runs: list[dict], papers: dict) -> pd.DataFrame:
             "git_sha": sw.get("git_sha", "unknown"), "train_s": (d.get("timing") or {}).get("train_s"),
             "path": d["_path"], "logs": d.get("_logs") or [str(Path(d["_path"]).parent / "logs" / "metrics.csv")],
             "splits": d.get("splits") or {},
+            "last_splits": (d.get("last_epoch") or {}).get("splits") or {},
         })
     cols = GROUP + ["budget_reasons", "seed", "run_id", "status", "folds", "epochs_planned", "epochs_completed",
                     "best_epoch", "selected_on", "accelerator", "device", "devices", "precision", "git_sha", "train_s",
-                    "path", "logs", "splits"]
+                    "path", "logs", "splits", "last_splits"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -270,6 +275,12 @@ def pick_runs(claim, units: pd.DataFrame, paper, model: str, need_split: bool = 
     pool = full if not full.empty else ok
     best = _best_group(pool, [("profile", "paper"), ("variant", "")])
     sel = pool[np.logical_and.reduce([pool[k] == best[k] for k in GROUP])]
+    if claim.checkpoint == "last":  # the paper's number is its final epoch: judge the last-epoch weights only
+        sel = sel[[bool(s) for s in sel.last_splits]]
+        if sel.empty:
+            return Pick("no measurement", "the claim is the paper's last epoch, and no run of this group recorded "
+                        "last-epoch metrics (metrics.json without last_epoch)")
+        sel = sel.assign(splits=sel.last_splits)
     split = resolve_split(claim.split, sel.iloc[0].splits) if need_split else None
     if full.empty:
         reasons = "; ".join(sorted(set(sel.budget_reasons))) or "budget.full is false"
@@ -321,6 +332,8 @@ def _row(paper, claim, **kw) -> dict:
         refers += f", TTA {claim_tta(claim, paper)}"
     if claim.selected_on:
         refers += f", selected on {claim.selected_on}"
+    if claim.checkpoint == "last":
+        refers += ", last epoch"
     row = {"paper": paper.id, "model": claim.model, "kind": claim.kind, "metric": claim.metric,
            "as_printed": claim.as_printed, "claimed": claim.value, "claimed_tol": 0.0, "claimed_display": "",
            "split": claim.split, "protocol": claim.protocol, "dataset": claim.dataset, "tta": claim_tta(claim, paper),
@@ -386,6 +399,8 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
 
     measurable = metric in ("accuracy", "loss", "macro_f1", "confusion_matrix", "per_class_accuracy")
     pick = pick_runs(claim, units, paper, claim.model, need_split=measurable)
+    if pick.verdict == "no measurement":
+        return row | {"verdict": "inconclusive", "reason": pick.reason}
     if pick.verdict in ("not yet run", "not comparable"):
         return row | {"verdict": pick.verdict, "reason": pick.reason}
     row |= {"group": pick.group, "runs": " ".join(pick.units.run_id), "measured_split": pick.split or ""}

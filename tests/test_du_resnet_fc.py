@@ -197,3 +197,10 @@ def test_smoke_improved_on_real_fer2013_through_cli(real_data, tmp_path):
         assert s["n"] == 3589 and sum(map(sum, s["confusion_matrix"])) == 3589
         assert 0 <= s["accuracy"] <= 1
     assert m["config"]["fc_width"] == 1024
+
+
+def test_table1_claims_are_last_epoch_claims(paper):
+    """Table 1 repeats the ends of Figure 4's curves: the model after epoch 30, not a selected checkpoint."""
+    last = {(c.model, c.metric) for c in paper.claims if c.checkpoint == "last"}
+    assert last == {("improved_resnet50", "accuracy"), ("improved_resnet50", "loss"), ("resnet50", "accuracy"),
+                    ("resnet50", "loss"), ("improved_resnet50", "accuracy_gain")}

@@ -237,3 +237,39 @@ def test_notebook_executes(monkeypatch):
     outputs = " ".join(str(o.get("data", o.get("text", ""))) for c in nb.cells if c.cell_type == "code"
                        for o in c.get("outputs", []))
     assert "image/png" in outputs and "below" in outputs and "18.01%" in outputs
+
+
+def test_last_epoch_claims_are_judged_on_the_last_epoch_weights(tmp_path):
+    """A claim of the paper's final epoch is compared with metrics.json's last_epoch, not the selected checkpoint;
+    runs that recorded no last_epoch leave it inconclusive."""
+    import json
+    import shutil
+
+    for i, (a, g) in enumerate(zip(sorted((FIXTURES / "runs/toy/a").glob("*-s[012]-*")),
+                                   sorted((FIXTURES / "runs/toy/g").glob("*")))):
+        d = tmp_path / "runs/toy/a" / a.name
+        shutil.copytree(a, d)
+        m = json.loads((d / "metrics.json").read_text())
+        m["last_epoch"] = {"epoch": 3, "same_as_selected": False,
+                           "splits": json.loads((g / "metrics.json").read_text())["splits"]}  # k = 2000, 2072, 2144
+        (d / "metrics.json").write_text(json.dumps(m))
+    last = claim("a", "accuracy", 0.5773, "57.73%", checkpoint="last")
+    selected = claim("a", "accuracy", 0.5773, "57.73%")
+    paper = Paper(id="toy", title="t", seed="none.txt", models={"a": Model(build=lambda cfg: None)}, recipe={},
+                  claims=[last, selected], interpretations={"x": "y"})
+    rows = rp.build(tmp_path, papers=[paper]).summary
+    assert list(rows.verdict) == ["consistent", "above"]  # the selected checkpoint is far better
+    assert rows.iloc[0].measured == pytest.approx(2072 / N) and rows.iloc[1].measured == pytest.approx(2584 / N)
+    assert "last epoch" in rows.iloc[0].refers_to
+    for d in (tmp_path / "runs/toy/a").glob("*"):  # runs from before last_epoch was recorded
+        m = json.loads((d / "metrics.json").read_text())
+        m.pop("last_epoch")
+        (d / "metrics.json").write_text(json.dumps(m))
+    rows = rp.build(tmp_path, papers=[paper]).summary
+    assert rows.iloc[0].verdict == "inconclusive" and "no run of this group recorded last-epoch" in rows.iloc[0].reason
+    assert rows.iloc[1].verdict == "above"
+
+
+def test_claim_checkpoint_is_validated():
+    with pytest.raises(ValueError, match="checkpoint"):
+        claim("a", "accuracy", 0.5, "50%", checkpoint="best")

@@ -223,3 +223,10 @@ def test_smoke_run_on_real_fer2013(real_data, tmp_path):
         assert m["splits"][split]["n"] == sizes[split] == 3589  # §II.A, each image counted once
         assert 0 <= m["splits"][split]["accuracy"] <= 1
     assert m["config"]["normalize"] == "dataset" and m["budget"]["full"] is False
+
+
+def test_accuracy_and_loss_claims_are_the_model_after_150_epochs():
+    from fer_bench.registry import get_paper
+
+    own = [c for c in get_paper("rodrigues_cnn").claims if c.metric in ("accuracy", "loss") and c.kind == "own"]
+    assert len(own) == 6 and all(c.checkpoint == "last" for c in own)
