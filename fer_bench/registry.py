@@ -7,6 +7,7 @@ needs no change anywhere else.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import DEFAULTS, PROFILES
+from .config import DATASETS, DEFAULTS, PROFILES
 from .errors import UserError
 
 _REGISTRY: dict[str, "Paper"] = {}
@@ -33,6 +34,10 @@ class Claim:
       dataset_size                      value = number of images of ``split`` ("all" for the whole set)
       train_time_hours                  value = hours of training the paper reports
       accuracy_curve, loss_curve        value = None, matrix = [[first, last]] (or a bound) of a training curve
+      trainable_params                  value = the number of trainable parameters the paper states for ``model``
+      overfit_epoch                     value = the epoch after which the paper says validation and training diverge
+      accuracy_summary                  value = one number the paper says all its models' accuracies round to
+    A dataset_size claim with one class in ``labels`` counts that class's images of ``split``.
     """
     model: str  # a registered model name, or a name of the paper's own for cited/unrun models
     metric: str  # accuracy, loss, macro_f1, accuracy_gain, per_class_accuracy, confusion_matrix, ...
@@ -71,11 +76,14 @@ class Paper:
     title: str
     seed: str  # file name in shared/seeds
     models: dict[str, Model]
-    recipe: dict  # overrides of fer_bench.config.DEFAULTS (and keys of its own)
+    recipe: dict  # overrides of fer_bench.config.DEFAULTS (and of its own ``keys``)
     claims: list[Claim]
     interpretations: dict[str, str]  # choice -> one-line reason, for every gap the paper left
     profiles: dict[str, dict] = field(default_factory=dict)  # per-profile overrides of PROFILES
     configure_optimizers: Callable | None = None  # (module, cfg) -> Lightning optimizer config
+    # recipe keys of the paper's own, beyond DEFAULTS (e.g. an unstated layer width made --set-able); every key a
+    # recipe, model recipe or profile sets must be one of these or of DEFAULTS, else register() refuses the paper
+    keys: tuple[str, ...] = ()
 
     def resolve(self, model: str, profile: str = "paper") -> dict:
         """The fully resolved recipe of one model under one profile."""
@@ -111,9 +119,36 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def check_recipe_keys(paper: Paper) -> None:
+    """Refuse a recipe key that is neither in DEFAULTS nor declared in ``paper.keys`` (a misspelt ``aug_hlip=True``
+    would otherwise be a silent key of its own while ``aug_hflip`` stays False), naming the nearest valid key.
+    A key "DATASET.KEY" (e.g. "jaffe.epochs") is checked as KEY, and DATASET must be a known dataset."""
+    shared = [k for k in paper.keys if k in DEFAULTS]
+    if shared:
+        raise ValueError(f"{paper.id}: keys {shared} are fer_bench.config.DEFAULTS keys; declare only keys of its own")
+    valid = [*DEFAULTS, *paper.keys]
+    recipes = {"recipe": paper.recipe, **{f"model {m!r} recipe": spec.recipe for m, spec in paper.models.items()},
+               **{f"profile {p!r}": overrides for p, overrides in paper.profiles.items()}}
+    for where, recipe in recipes.items():
+        for key in recipe:
+            dataset, dot, base = key.rpartition(".")
+            if dot and dataset not in DATASETS:
+                raise ValueError(f"{paper.id}: {where} sets {key!r}, for an unknown dataset {dataset!r} "
+                                 f"(datasets: {', '.join(DATASETS)}).")
+            if base not in valid:
+                near = difflib.get_close_matches(base, valid, n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise ValueError(f"{paper.id}: {where} sets an unknown recipe key {key!r}: {hint}A key of the "
+                                 "paper's own must be declared in Paper(keys=...).")
+    unset = [k for k in paper.keys if k not in paper.recipe and not any(k in s.recipe for s in paper.models.values())]
+    if unset:
+        raise ValueError(f"{paper.id}: declared keys {unset} have no value in the recipe or any model recipe.")
+
+
 def register(paper: Paper) -> Paper:
     if paper.id in _REGISTRY and _REGISTRY[paper.id] is not paper:
         raise ValueError(f"paper id {paper.id!r} registered twice")
+    check_recipe_keys(paper)
     names = set(paper.models)
     for c in paper.claims:
         if c.kind == "own" and c.model not in names and c.model != "*":

@@ -1,9 +1,11 @@
 """Test-time augmentation (``--set tta=...``): every paper's evaluation can average several views.
 
 The network's plain view of an image is the whole ``input_size`` image, or its center crop when the
-recipe sets ``crop_size``. Under ``tta`` the softmax of the network is averaged over the views and
-the log of that mean stands in for the logits (so accuracy, F1 and the cross-entropy loss are those
-of the averaged probabilities):
+recipe sets ``crop_size``. Under ``tta`` the views are combined as ``tta_average`` says: ``softmax``
+(the default) averages the network's probabilities and the log of that mean stands in for the logits
+(so accuracy, F1 and the cross-entropy loss are those of the averaged probabilities); ``logits``
+averages the raw outputs and uses the mean as the logits, as code that writes
+``outputs.view(bs, ncrops, -1).sum(1) / ncrops`` does (usef-kh/fer, for nurmakhan_vgg's vggnet):
 
 - ``hflip``: the plain view and its mirror image (2 views);
 - ``tencrop``: torchvision's TenCrop, the four corner crops and the center crop of the image and of
@@ -12,7 +14,8 @@ of the averaged probabilities):
 
 Each image is still counted once: the views of a batch are evaluated view by view and their
 probabilities averaged per image. The plain view's predictions are kept too, so metrics.json can
-report both (``PlainMetrics``).
+report both (``PlainMetrics``). With ``eval_fp32`` the evaluation runs outside the autocast that a
+``*-mixed`` precision applies, i.e. in fp32 (a ``*-true`` precision keeps its weights' dtype).
 """
 
 from __future__ import annotations
@@ -61,13 +64,25 @@ def _plain_index(cfg: dict) -> int | None:
     return {"none": 0, "hflip": 0, "tencrop": 4 if cfg.get("crop_size", 0) else None}[cfg["tta"]]
 
 
-def average(logits: list[torch.Tensor]) -> torch.Tensor:
-    """log of the softmax averaged over views: V tensors N x K -> N x K."""
-    return torch.stack([v.float() for v in logits]).softmax(-1).mean(0).log()
+def average(logits: list[torch.Tensor], how: str = "softmax") -> torch.Tensor:
+    """V tensors N x K -> N x K: the log of the views' mean softmax, or (``how="logits"``) their mean logits."""
+    stacked = torch.stack([v.float() for v in logits])
+    if how == "logits":
+        return stacked.mean(0)
+    if how == "softmax":
+        return stacked.softmax(-1).mean(0).log()
+    raise UserError(f"tta_average={how!r}: choose softmax or logits.")
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(plain logits, TTA logits) of a preprocessed evaluation batch; without TTA both are the plain ones."""
+    if cfg.get("eval_fp32", False):  # .get: a run.json written before the key existed resumes as it was
+        with torch.autocast(x.device.type, enabled=False):
+            return _evaluate(model, x, cfg)
+    return _evaluate(model, x, cfg)
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
     vs = views(x, cfg)
     fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     logits = [model(v.contiguous(memory_format=fmt)) for v in vs]
@@ -75,7 +90,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, cfg: dict) -> tuple[torch.Tensor
         return logits[0], logits[0]
     i = _plain_index(cfg)
     plain = logits[i] if i is not None else model(plain_view(x, cfg).contiguous(memory_format=fmt))
-    return plain, average(logits)
+    return plain, average(logits, cfg.get("tta_average", "softmax"))
 
 
 class PlainMetrics(nn.Module):

@@ -182,6 +182,26 @@ CLAIMS = [
           quote="The loss is larger than 1.4 and the accuracy is less than 45%", matrix=[[1.4]],
           labels=["lower bound over the 30 epochs"],
           note="A bound, not a value: the baseline's loss curve stays above 1.4."),
+    # numbers §1 quotes from others (none of them is FER-2013's canonical protocol)
+    Claim(model="feng2004_lbp", metric="accuracy", value=0.77, as_printed="77%", split="test", protocol="unknown",
+          kind="cited", dataset="jaffe", source="§1, citing [3] Feng, Hadid, Pietikainen 2004",
+          quote="introduced a classification scheme based on Local Binary Pattern (LBP) which improved the average "
+                "correct rate to 77% with the JAFFE database",
+          note="An LBP classifier's 'average correct rate' on JAFFE; the evaluation protocol is not given."),
+    *[Claim(model=f"miyakoshi2011_bayesian_{part}", metric="accuracy", value=round(float(acc) / 100, 6),
+            as_printed=f"{acc}%", split="test", protocol="unknown", kind="cited", dataset="unspecified",
+            source="§1, citing [4] Miyakoshi and Kato 2011",
+            quote="The proposed network had a recognition rate of 67.1%, 56.0%, and 49.5% when the image's eyes, "
+                  "brows, and mouths were occluded [4].",
+            note=f"A Bayesian network's recognition rate with the {part} occluded; the dataset is not named (a "
+                 "laboratory dataset, before FER-2013).")
+      for part, acc in (("eyes", "67.1"), ("brows", "56.0"), ("mouth", "49.5"))],
+    Claim(model="zahara2020_xception_cnn", metric="accuracy", value=0.6597, as_printed="65.97%", split="test",
+          protocol="unknown", kind="cited", source="§1, citing [6] Zahara et al. 2020",
+          quote="trained by FER-2013 and classifying real-time images captured from a webcam with a mean accuracy of "
+                "65.97%",
+          note="An Xception-inspired CNN trained on FER-2013; whether 65.97% is measured on a FER-2013 split or on "
+               "the webcam images is not said."),
     Claim(model="*", metric="dataset_size", value=35887.0, as_printed="35,887", split="all", protocol="canonical",
           source="§2.1", quote="FER-2013 consists of 35,887 images"),
     Claim(model="*", metric="dataset_size", value=287039.0, as_printed="287039", split="Training",
@@ -209,6 +229,7 @@ PAPER = register(Paper(
                           summary="classical ResNet50: global average pooling, 7-way head (baseline)"),
     },
     recipe=RECIPE,
+    keys=("fc_width",),  # improved_resnet50's unstated fully connected width
     claims=CLAIMS,
     interpretations=INTERPRETATIONS,
 ))

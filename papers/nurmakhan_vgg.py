@@ -1,11 +1,12 @@
 """Nurmakhan, Mukhametsharip, Khamitova, "Image-based Facial Expression Recognition using CNN"
 (seed 003_0cc3cf82064bcc11).
 
-A project proposal: it measures nothing itself, so what is reproduced is what it proposes and the
-model it cites as its reference. §III.a: the baseline is VGG16, "13 convolutional layers, 5
-max-pooling layers, and 3 fully connected layers", pre-trained on ImageNet and fine-tuned, ReLU,
-softmax output, categorical cross-entropy, Adam or SGD. §IV: rotation, translation, zoom, shear and
-horizontal-flip augmentation; accuracy, F1 and confusion matrices to compare (all in metrics.json).
+A project proposal: it measures nothing itself (its claims are the numbers it cites and its
+dataset statements), so what is reproduced is what it proposes and the model it cites as its
+reference. §III.a: the baseline is VGG16, "13 convolutional layers, 5 max-pooling layers, and 3
+fully connected layers", pre-trained on ImageNet and fine-tuned, ReLU, softmax output, categorical
+cross-entropy, Adam or SGD. §IV: rotation, translation, zoom, shear and horizontal-flip augmentation;
+accuracy, F1 and confusion matrices to compare (all in metrics.json).
 §III.a also cites the VGGNet of Khaireddin & Chen (2021) at 73.28%: 4 convolutional stages of two
 conv blocks and a max-pool, and 3 fully connected layers. Its details (widths, optimiser, schedule,
 ten-crop training and ten-crop test averaging) come from their public code, github.com/usef-kh/fer.
@@ -137,7 +138,7 @@ VGGNET_RECIPE = dict(
     input_size=48,  # crops are cut from the 48x48 image
     crop_size=40,  # transforms.TenCrop(40): the network sees 40x40 crops
     channels=1,
-    normalize="none",  # ToTensor() then Normalize(0, 255): a scale BatchNorm undoes; pixels in [0, 1] here
+    normalize="none",  # [0, 1] exactly as theirs: ToTensor() keeps a mode-'F' image's 0-255, then Normalize(0, 255)
     dropout=0.2,  # Vgg(drop=0.2), the default setup_network uses
     optimizer="sgd",  # train.py: SGD(lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.0001)
     lr=0.01,
@@ -160,7 +161,9 @@ VGGNET_RECIPE = dict(
     aug_rotation_p=0.5,
     train_views="tencrop",  # TenCrop(40), all ten crops trained on (crops fused into the batch, labels repeated)
     aug_erasing=0.5,  # RandomErasing(p=0.5) on each crop
-    tta="tencrop",  # evaluation: the ten crops' outputs averaged
+    tta="tencrop",  # evaluation: the ten crops' outputs averaged ...
+    tta_average="logits",  # ... as raw outputs: evaluate() sums outputs.view(bs, ncrops, -1) over crops / ncrops
+    eval_fp32=True,  # only their training step runs under autocast(); validation and test run in fp32
 )
 
 INTERPRETATIONS = {
@@ -181,24 +184,30 @@ INTERPRETATIONS = {
                                                          "convention (gray replicated to RGB, ImageNet statistics).",
     "vggnet conv-BN-ReLU": "The proposal lists 'a convolutional layer, a ReLU activation layer, and a batch "
                            "normalization layer'; the cited code applies conv -> BN -> ReLU, which is followed.",
-    "vggnet normalize=none": "Their Normalize(0, 255) after ToTensor scales pixels to [0, 1/255]; BatchNorm after "
-                             "the first conv makes the scale immaterial, so pixels are kept in [0, 1].",
+    "vggnet normalize=none": "Exact, not approximate: their pixels are a float64 array, which PIL turns into a "
+                             "mode-'F' image; ToTensor does not rescale float images, so the crops stay in 0-255, and "
+                             "Normalize(mean=0, std=255) then maps them to [0, 1], the range fer-bench's "
+                             "normalize=none gives.",
     "vggnet RandomResizedCrop scale 0.8-1.2": "Reproduced with torchvision's rejection sampling: draws larger than "
                                               "the image are redrawn (10 tries, then the whole image), so crops "
                                               "cover 80-100% of it.",
     "vggnet augmentation resampling": "Translation and rotation keep their own p=0.5 draws; bilinear resampling "
                                       "on whole batches here, where torchvision's RandomAffine/RandomRotation "
                                       "default to nearest-neighbour.",
-    "vggnet ten-crop averaging": "Their evaluate() averages the ten crops' raw outputs; fer-bench's tta=tencrop "
-                                 "averages softmax probabilities (a proper distribution for the loss; the "
-                                 "predicted class rarely differs). metrics.json also keeps the center-crop "
-                                 "('plain') numbers.",
+    "vggnet ten-crop averaging": "Their evaluate() averages the ten crops' raw outputs (sum / ncrops) and takes the "
+                                 "cross-entropy of that mean: tta_average=logits does the same (fer-bench's default "
+                                 "for other papers averages softmax probabilities). metrics.json also keeps the "
+                                 "center-crop ('plain') numbers.",
     "vggnet validation and protocol": "Their code validates (plateau schedule, checkpoint) on ten-crop PrivateTest "
                                       "and reports PublicTest; the canonical run validates on ten-crop PublicTest "
                                       "and reports PrivateTest. The 73.28% claim is labelled protocol=paper.",
-    "vggnet mixed precision": "Their fp16 autocast with GradScaler is fer-bench's --precision (bf16-mixed on "
-                              "Ampere+ GPUs by default).",
+    "vggnet mixed precision": "Their fp16 autocast with GradScaler, around the training step only, is fer-bench's "
+                              "--precision (bf16-mixed on Ampere+ GPUs by default) for training; eval_fp32=true "
+                              "evaluates outside autocast, in fp32, as their validation and test do.",
     "vggnet throughput": "timing.train_img_per_s counts images; each is trained on as ten crops.",
+    "last batch": "Every epoch drops the last incomplete batch (fer-bench's runner, all papers: one batch size on "
+                  "every step, as DDP needs): vgg16 28,709 = 448 x 64 + 37, vggnet 37 images (370 crops); their "
+                  "DataLoader(shuffle=True) keeps it. A different 37 each epoch, since the order is reshuffled.",
     "width=1": "Own key, the published widths; the smoke profile narrows both networks to 1/16 (and trains and tests "
                "one view per image) so CI evaluates the full test splits in seconds on a CPU. §IV plans width "
                "changes, so --set width=... stays open.",
@@ -241,6 +250,37 @@ CLAIMS = [
             note=f"The {end} end of a range over several published CNNs ('65% to 72.7%'), one claim per end; "
                  "no split is named.")
       for v, printed, end in ((0.65, "65%", "lower"), (0.727, "72.7%", "upper"))],
+    Claim(model="patt_lite", metric="accuracy", value=0.925, as_printed="92.5%", split="test", protocol="unknown",
+          kind="cited", source="§IV, citing [7] Ngwe et al. 2023 (PAtt-Lite)",
+          quote="they have achieved the best state-of-the-art results on FER2013 of 92.5% [7]",
+          note="PAtt-Lite (MobileNetV1 with patch extraction and attention); the proposal names no split or protocol, "
+               "and 92.5% is 18.8 points above the best other FER-2013 number it cites (73.70%)."),
+    Claim(model="lethesec_resnet18", metric="accuracy", value=0.737, as_printed="73.70 %", split="PrivateTest",
+          protocol="unknown", kind="cited",
+          source="§IV, citing [8] LetheSec, Fer2013-Facial-Emotion-Recognition-Pytorch",
+          quote="Another model achieved a state-of-the-art single-network accuracy of 73.70 % on FER-2013 without "
+                "using extra training data [8].",
+          note="A ResNet18 (LetheSec's README, which labels its 73.70% and Khaireddin & Chen's 73.28% alike 'Private "
+               "Test Data'). Its code, adapted from usef-kh/fer, validates and keeps the best checkpoint on "
+               "PrivateTest and tests on PublicTest, and the 73.28% it puts in the same column is usef-kh's PublicTest "
+               "number: the split is ambiguous (PrivateTest selected on itself, or PublicTest), so no protocol is "
+               "assumed."),
+    # §II's own statements about the dataset (the audit compares them with FER-2013's official counts)
+    Claim(model="*", metric="dataset_size", value=35887.0, as_printed="approximately 35,887", split="all",
+          protocol="canonical", source="§II",
+          quote="The dataset contains approximately 35,887 facial RGB images of different expressions",
+          note="Exactly FER-2013's size; the images are grayscale, not RGB."),
+    *[Claim(model="*", metric="dataset_size", value=float(n.replace(",", "")), as_printed=n, split=split,
+            protocol="canonical", source="§II",
+            quote="The training set consists of 28,709 examples and the public test set consists of 3,589 examples.")
+      for split, n in (("Training", "28,709"), ("PublicTest", "3,589"))],
+    *[Claim(model="*", metric="dataset_size", value=float(n), as_printed=f"{n} {name}", split="all",
+            protocol="canonical", source="§II", labels=[name],
+            quote="The dataset includes 4953 Anger, 547 Disgust, 5121 Fear, 8989 Happiness, 6077 Sadness, 4002 "
+                  "Surprise, and 6198 Neutral images.",
+            note="One class of §II's class counts, over all three splits.")
+      for n, name in ((4953, "Anger"), (547, "Disgust"), (5121, "Fear"), (8989, "Happiness"), (6077, "Sadness"),
+                      (4002, "Surprise"), (6198, "Neutral"))],
 ]
 
 PAPER = register(Paper(
@@ -255,6 +295,7 @@ PAPER = register(Paper(
                                 "ten-crop training and test averaging"),
     },
     recipe=RECIPE,
+    keys=("width", "dropout"),  # RECIPE's keys of its own
     claims=CLAIMS,
     interpretations=INTERPRETATIONS,
     # smoke: 1/16 width, no ImageNet download, one view per image to train and to test (ten-crop training and

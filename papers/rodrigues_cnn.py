@@ -10,6 +10,7 @@ convolutions followed by batch normalisation, 3x3 max pooling, dropout, dense la
 Figure 4 is missing from the text). Cross-entropy loss. §III: 150 epochs for every model.
 """
 
+import torch.nn.functional as F
 from torch import nn
 
 from fer_bench import Claim, Model, Paper, keras, register
@@ -51,6 +52,23 @@ def _conv(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]  # Keras Conv2D(3x3, 'same', activation='relu')
 
 
+class MaxPool2dSame(nn.MaxPool2d):
+    """Keras MaxPooling2D(k, strides=s, padding='same'): ceil(n / s) outputs per side. TensorFlow pads the
+    (out - 1) * s + k - n missing rows and columns with -inf, the odd one at the bottom/right: for 3x3/2 on an
+    even side, one row below and one column to the right only. (PyTorch's padding=1 pads both sides, which
+    shifts every window up and left by one pixel.)"""
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2):
+        super().__init__(kernel_size, stride)
+
+    def forward(self, x):
+        pad = []
+        for n in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dimension first
+            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel_size - n, 0)
+            pad += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pad, value=float("-inf")))
+
+
 def conv_block(c_in: int, c_out: int, first: bool) -> nn.Sequential:
     """Two 3x3 convs (ReLU) and batch normalisation, 3x3 max pooling (stride 2), dropout."""
     if first:  # §II.C.ii "start with two convolutions, followed by a batch normalization"
@@ -58,7 +76,7 @@ def conv_block(c_in: int, c_out: int, first: bool) -> nn.Sequential:
     else:  # the Kaggle network normalises after each conv of the later blocks
         layers = [*_conv(c_in, c_out), keras.batch_norm(c_out), *_conv(c_out, c_out), keras.batch_norm(c_out)]
     return nn.Sequential(*layers,
-                         nn.MaxPool2d(3, stride=2, padding=1),  # "one cluster of 3x3"; stride 2 halves the side
+                         MaxPool2dSame(3, stride=2),  # "one cluster of 3x3"; stride 2, 'same': halves the side
                          nn.Dropout(CONV_DROPOUT))
 
 
@@ -117,8 +135,9 @@ INTERPRETATIONS = {
     "cnn8 layout": "Figure 4 is missing: the Kaggle-era FER-2013 Keras network gitshanks/fer2013 is followed (8 "
                    "convs, 64-128-256-512; first block conv-conv-BN as §II.C.ii says, then conv-BN-conv-BN; Dense "
                    "512-256-128).",
-    "cnn8 pooling": "§II.C.ii's 3x3 max-pooling window, stride 2, 'same' padding (48->24->12->6->3); the Kaggle "
-                    "network pooled 2x2.",
+    "cnn8 pooling": "§II.C.ii's 3x3 max-pooling window, stride 2, Keras 'same' padding (48->24->12->6->3): "
+                    "TensorFlow's padding, one row/column at the bottom/right only (PyTorch's padding=1 would pad "
+                    "both sides and shift the windows); the Kaggle network pooled 2x2.",
     "cnn8 convs": "3x3 kernels, 'same' padding, ReLU after each conv; the Kaggle network's first conv was 'valid' with "
                   "L2 0.01, dropped: the paper mentions no regularisation.",
     "cnn8 dropout": "0.5 after each conv block, 0.4/0.4/0.5 after the dense layers, as in the Kaggle network; the "
@@ -130,7 +149,14 @@ INTERPRETATIONS = {
                       "(eps 1e-3, momentum 0.99): the paper is a Keras implementation.",
     "optimizer=adam": "Not named: Keras Adam with its defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7), as the Kaggle "
                       "FER-2013 networks used; no schedule, no weight decay.",
-    "batch_size=32": "Not given: Keras' default for fit() and ImageDataGenerator.flow().",
+    "batch_size=32": "Not given: Keras' default for fit() and ImageDataGenerator.flow(), for all three models. The "
+                     "Kaggle network cnn8's layout follows trained with batch 64 (gitshanks/fer2013 fertrain.py), "
+                     "but the paper borrows only its architecture ('based on the FER2013 Kaggle competition "
+                     "participants', Figure 4) and trains its models alike (§III: 'All the models were trained in "
+                     "150 epochs'), so one unstated batch size, Keras', serves all three (--set batch_size=64).",
+    "last batch": "Each epoch drops the last incomplete training batch (fer-bench's runner, all papers: one batch size "
+                  "on every step, as DDP needs): 28,709 = 897 x 32 + 5, five images an epoch, a different five each "
+                  "epoch since the order is reshuffled; Keras would train on them.",
     "augmentation ranges": "Rotation +-10 degrees and zoom 1+-0.1, common Keras ImageDataGenerator values for "
                            "FER-2013; Keras zooms each axis independently and fills borders by 'nearest', fer-bench "
                            "zooms isotropically and fills with 0.",
@@ -190,6 +216,25 @@ CLAIMS = [
           protocol="unknown", source="§II.A", kind="cited",
           quote="In this dataset, the human accuracy is around 65.5% [4].",
           note="Goodfellow et al. 2013 report human accuracy of 65+-5% on a sample."),
+    *[Claim(model=m, metric="trainable_params", value=23e6, as_printed="over 23 million", split="n/a",
+            protocol="canonical", source="§II.C.i, citing [7]",
+            quote="This version of ResNet has over 23 million trainable parameters [7].",
+            note="A lower bound; Keras' ResNet50 without top has 23,534,592 trainable parameters, fer-bench's "
+                 "(torchvision's ResNet50 and the Dense(7) head) 23,522,375 (tests/test_rodrigues_cnn.py).")
+      for m in ("resnet50_scratch", "resnet50_imagenet")],
+    *[Claim(model=m, metric="overfit_epoch", value=55.0, as_printed="around 55 epochs", split="PublicTest",
+            protocol="canonical", source=f"§III ({fig})", quote=quote,
+            note="Where the validation curve leaves the training curve (the figure is missing); training went on to "
+                 "150 epochs.")
+      for m, fig, quote in (
+          ("resnet50_scratch", "Figure 5", "Around 55 epochs, the validation and train curves diverge."),
+          ("resnet50_imagenet", "Figure 6", "the tendency for overfitting after the 55 epochs still exists, since the "
+                                            "validation loss starts to rise"))],
+    Claim(model="*", metric="accuracy_summary", value=0.65, as_printed="rounds up to 65%", split="PrivateTest",
+          protocol="canonical", source="§IV",
+          quote="the accuracy of all the models experimented rounds up to 65% in the test set",
+          note="A summary of the three test accuracies 0.6294, 0.6372 and 0.6492: true when rounded to 5 points "
+               "(62.5-67.5%); to whole percents they are 63%, 64% and 65%.", checkpoint="last"),
     Claim(model="*", metric="dataset_size", value=35685.0, as_printed="35,685", split="all", protocol="canonical",
           source="§II.A", quote="This publicly available dataset consists of 35,685 face images.",
           note="Inconsistent with the paper's own split sizes, which sum to 35,887 (FER-2013's true size)."),

@@ -189,3 +189,16 @@ def test_dataset_sizes_and_test_selection():
                  claim("a", "accuracy", 0.7, "70%", split="PublicTest", selected_on="PrivateTest"),
                  check="selection on the test set")
     assert len(f) == 1 and f[0]["severity"] == "medium" and f[0]["numbers"]["claims"] == 1
+
+
+def test_class_counts_are_compared_with_the_official_ones():
+    f = findings(claim("*", "dataset_size", 547.0, "547 Disgust", split="all", labels=["Disgust"]),
+                 claim("*", "dataset_size", 4900.0, "4900 Anger", split="all", labels=["Anger"]),
+                 claim("*", "dataset_size", 436.0, "436", split="Training", labels=["disgusted"]),
+                 claim("*", "dataset_size", 30.0, "30", split="all", dataset="jaffe", labels=["AN"]),
+                 check="dataset size")
+    by = {x["numbers"]["stated"]: x for x in f}
+    assert {k: (x["severity"], x["numbers"]["official"]) for k, x in by.items()} == {
+        547.0: ("info", 547), 4900.0: ("medium", 4953), 436.0: ("info", 436), 30.0: ("info", 30)}
+    assert "its angry class has 4,953 (-53, -1.07%)" in by[4900.0]["finding"]  # a class, not the whole set
+    assert "its disgust class in Training (436)" in by[436.0]["finding"]

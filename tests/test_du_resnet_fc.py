@@ -157,6 +157,18 @@ def test_claims_complete(paper):
             assert 0 <= c.value <= 1
 
 
+def test_numbers_quoted_from_others_are_cited_claims(paper):
+    cited = {c.model: c for c in paper.claims if c.kind == "cited"}
+    expected = {"feng2004_lbp": (0.77, "77%", "jaffe"), "miyakoshi2011_bayesian_eyes": (0.671, "67.1%", "unspecified"),
+                "miyakoshi2011_bayesian_brows": (0.56, "56.0%", "unspecified"),
+                "miyakoshi2011_bayesian_mouth": (0.495, "49.5%", "unspecified"),
+                "zahara2020_xception_cnn": (0.6597, "65.97%", "fer2013")}
+    assert {m: (c.value, c.as_printed, c.dataset) for m, c in cited.items()} == expected
+    assert all(c.metric == "accuracy" and c.protocol == "unknown" and c.source.startswith("§1, citing [")
+               for c in cited.values())
+    assert "fc_width" in paper.keys  # improved_resnet50's own recipe key, declared
+
+
 def test_claims_quote_the_paper_verbatim(paper):
     seed = ROOT.parent / "shared" / "seeds" / paper.seed
     if not seed.is_file():

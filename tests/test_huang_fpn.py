@@ -84,7 +84,17 @@ def test_recipe_is_section_2_3():
     assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and sched.factor == pytest.approx(0.1)
     assert conf["lr_scheduler"]["monitor"] == "val/loss"
     assert PAPER.resolve("resnet50_fpn", "smoke")["input_size"] == 48
-    assert {"input_size=512", "prediction layer", "weight_decay=1e-4"} <= set(PAPER.interpretations)
+    assert {"input_size=512", "prediction layer", "weight_decay=1e-4", "last batch"} <= set(PAPER.interpretations)
+    # §2.2.3 "a penalty proportional to the square of the magnitude of the model parameters": all of them
+    net = ResNet50FPN()
+    opt = default_optimizers(net.parameters(), cfg)["optimizer"]
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 1e-4
+    assert sum(p.numel() for p in opt.param_groups[0]["params"]) == sum(p.numel() for p in net.parameters())
+    assert any(p is net.to_c3[0][1].weight for p in opt.param_groups[0]["params"])  # a BatchNorm scale too
+    # ImageNet statistics averaged over the channels, so the replicated gray channels stay equal
+    from fer_bench.training import IMAGENET_GRAY
+    assert cfg["normalize"] == "imagenet"
+    assert IMAGENET_GRAY == (round(sum((0.485, 0.456, 0.406)) / 3, 3), round(sum((0.229, 0.224, 0.225)) / 3, 3))
 
 
 def test_claims_and_figure_6_as_printed():
@@ -99,13 +109,42 @@ def test_claims_and_figure_6_as_printed():
     assert a.matrix[0] == [89, 3, 180, 170, 150, 120, 91] and a.matrix[6][6] == 74
     assert a.as_printed.split("; ")[3] == " ".join(FIG6_FPN_PRINTED[3])
     assert mats["resnet50"].matrix[1] == [19, 0, 2, 30, 16, 12, 8]
+    # the printed entries' totals: 5,742 in (a), 5,748 in (b) (two significant digits), each note saying its own
+    assert [sum(map(sum, mats[m].matrix)) for m in ("resnet50_fpn", "resnet50")] == [5742, 5748]
+    assert "5,742" in mats["resnet50_fpn"].note and "5,748" not in mats["resnet50_fpn"].note
+    assert "total 5,748" in mats["resnet50"].note
     for c in PAPER.claims:
         assert c.source and c.quote
 
 
-def test_pretrained_offline_fails_clearly(monkeypatch):
-    def offline(*a, **k):
+@pytest.fixture
+def offline(monkeypatch):
+    """No network and no cached weights: every way torchvision fetches weights raises, as on CI (tests never
+    download anything)."""
+    import torchvision.models._api as tv_api
+
+    def refuse(*a, **k):
         raise urllib.error.URLError("no network")
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    if hasattr(tv_api, "load_state_dict_from_url"):
+        monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
+
+
+def test_pretrained_offline_fails_clearly(offline):
     with pytest.raises(UserError, match="pretrained=false"):
         PAPER.build("resnet50_fpn", {**PAPER.resolve("resnet50_fpn"), "pretrained": True})
+
+
+@pytest.mark.parametrize("model", ["resnet50_fpn", "resnet50"])
+def test_paper_profile_starts_from_imagenet_weights_and_smoke_from_scratch(offline, model):
+    # §3 "pre-training of the ResNet50 backbone is a key step": both models, the baseline too
+    assert PAPER.resolve(model, "paper")["pretrained"] is True
+    assert "pretrained=true" in PAPER.interpretations and "TrivialAugment" in PAPER.interpretations["pretrained=true"]
+    # the paper profile asks for torchvision's default weights (IMAGENET1K_V2): offline, the clear error
+    with pytest.raises(UserError, match=r"Cannot load ImageNet weights for resnet50 \(ResNet50_Weights.IMAGENET1K_V2"):
+        PAPER.build(model)
+    smoke = PAPER.resolve(model, "smoke")
+    assert smoke["pretrained"] is False  # CI and `fer-bench check` stay offline
+    assert PAPER.build(model, smoke)(torch.randn(1, 3, 48, 48)).shape == (1, 7)  # builds without any download
+    assert PAPER.build(model, {**PAPER.resolve(model), "pretrained": False}) is not None  # --set pretrained=false

@@ -113,7 +113,9 @@ def test_parameter_counts_as_fer_bench_list_reports():
     params = {m["name"]: m["params"] for m in paper["models"]}
     assert params == {"vgg16": 134_289_223, "vggnet": 29_890_759}
     assert vggnet_params() == 29_890_759
-    assert {c["kind"] for c in paper["claims"]} == {"cited"}
+    # a proposal: every accuracy it states is cited; its own claims are its dataset statements
+    assert {c["kind"] for c in paper["claims"] if c["metric"] == "accuracy"} == {"cited"}
+    assert {c["metric"] for c in paper["claims"] if c["kind"] == "own"} == {"dataset_size"}
 
 
 def test_vggnet_recipe_follows_the_cited_code():
@@ -126,6 +128,32 @@ def test_vggnet_recipe_follows_the_cited_code():
     assert (c["aug_resized_crop_min"], c["aug_resized_crop_max"]) == (0.8, 1.2)
     assert (c["aug_translate"], c["aug_affine_p"], c["aug_rotation"], c["aug_rotation_p"]) == (0.2, 0.5, 10.0, 0.5)
     assert c["aug_hflip"] and c["aug_erasing"] == 0.5
+    # utils/loops.py: evaluate() averages the ten crops' raw outputs, outside the training step's autocast
+    assert (c["tta_average"], c["eval_fp32"]) == ("logits", True)
+    assert (PAPER.resolve("vgg16")["tta_average"], PAPER.resolve("vgg16")["eval_fp32"]) == ("softmax", False)
+
+
+def test_vggnet_normalize_none_is_their_pixels_exactly():
+    """data/fer2013.py: a float64 48x48 array -> PIL mode 'F' -> TenCrop(40) -> ToTensor (no rescaling of a float
+    image) -> Normalize(0, 255): pixels in [0, 1], the crops fer-bench's normalize=none evaluates."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from fer_bench import tta
+    from fer_bench.augment import preprocess
+
+    c = PAPER.resolve("vggnet")
+    assert c["normalize"] == "none"
+    x = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    ours = tta.views(preprocess(x, c, False, 0.0, 1.0), c)  # normalize=none: mean 0, std 1 on pixels / 255
+    for i in range(3):
+        img = Image.fromarray(x[i].numpy().astype(np.float64))
+        assert img.mode == "F"
+        theirs = [T.Normalize((0,), (255,))(T.ToTensor()(crop)) for crop in T.TenCrop(40)(img)]
+        for k in range(10):
+            assert torch.allclose(ours[k][i], theirs[k], atol=1e-6)
+        assert 0 <= theirs[0].min() and theirs[0].max() <= 1 and theirs[0].max() > 1 / 255  # [0, 1], not [0, 1/255]
 
 
 def test_vggnet_rejects_an_input_that_does_not_leave_2x2():
@@ -137,16 +165,37 @@ def test_vggnet_rejects_an_input_that_does_not_leave_2x2():
 
 def test_claims_are_cited_with_sources_and_quotes():
     claims = {(c.model, c.value): c for c in PAPER.claims}
-    assert all(c.kind == "cited" and c.source and c.quote for c in PAPER.claims)
+    assert all(c.source and c.quote for c in PAPER.claims)
+    assert all(c.kind == "cited" for c in PAPER.claims if c.metric != "dataset_size")
     v = claims[("vggnet", 0.7328)]
     assert (v.as_printed, v.split, v.selected_on, v.protocol) == ("73.28 %", "PublicTest", "PrivateTest", "paper")
     assert {(m, x) for m, x in claims} >= {("pramerdorfer_vgg", 0.727), ("pramerdorfer_resnet", 0.724),
                                            ("pramerdorfer_inception", 0.716), ("cnn_variants", 0.65),
                                            ("cnn_variants", 0.727)}
+    patt, lethe = claims[("patt_lite", 0.925)], claims[("lethesec_resnet18", 0.737)]
+    assert (patt.as_printed, patt.protocol, lethe.as_printed, lethe.protocol) == ("92.5%", "unknown", "73.70 %",
+                                                                                  "unknown")
+    assert lethe.split == "PrivateTest" and "ambiguous" in lethe.note  # its README's label, its code's other split
     if SEED.is_file():  # every quote is the proposal's own text
         text = " ".join(SEED.read_text().split())
         for c in PAPER.claims:
             assert " ".join(c.quote.split()) in text, c.quote
+
+
+def test_dataset_statements_are_fer2013s_official_counts():
+    from fer_bench.audit import FER2013_COUNTS, audit, canonical_class
+
+    sizes = [c for c in PAPER.claims if c.metric == "dataset_size"]
+    assert all(c.kind == "own" and c.model == "*" and c.source == "§II" for c in sizes)
+    whole = {c.split: c.value for c in sizes if not c.labels}
+    assert whole == {"all": 35887, "Training": 28709, "PublicTest": 3589}
+    classes = {canonical_class(c.labels[0]): c.value for c in sizes if c.labels}
+    assert classes == {"angry": 4953, "disgust": 547, "fear": 5121, "happy": 8989, "sad": 6077, "surprise": 4002,
+                       "neutral": 6198} == FER2013_COUNTS["all"]
+    assert sum(classes.values()) == 35887
+    found = [f for f in audit([PAPER]) if f["check"] == "dataset size"]
+    assert len(found) == 10 and all(f["severity"] == "info" for f in found)
+    assert sum("class" in f["finding"] for f in found) == 7
 
 
 # ---------------------------------------------------------------- real FER-2013, through the CLI

@@ -85,7 +85,38 @@ def test_cnn8_feature_maps_halve_to_3x3():
         for block in net.features:
             x = block(x)
             sides.append(x.shape[-1])
-    assert sides == [24, 12, 6, 3]
+    assert sides == [24, 12, 6, 3] == [-(-n // 2) for n in (48, 24, 12, 6)]  # Keras 'same': ceil(n / 2)
+
+
+def keras_same_max_pool(x: torch.Tensor, k: int = 3, s: int = 2) -> torch.Tensor:
+    """TensorFlow's 'same' max pooling written out: out = ceil(n / s); the window of output i starts at
+    i * s - pad_top, pad_top = total // 2 of the total = (out - 1) * s + k - n padding; padding never wins."""
+    n = x.shape[-1]
+    out = -(-n // s)
+    top = max((out - 1) * s + k - n, 0) // 2
+    res = torch.empty(*x.shape[:-2], out, out)
+    for i in range(out):
+        for j in range(out):
+            r, c = i * s - top, j * s - top
+            res[..., i, j] = x[..., max(r, 0):r + k, max(c, 0):c + k].amax(dim=(-2, -1))
+    return res
+
+
+@pytest.mark.parametrize("n", [48, 24, 12, 6, 3, 7])
+def test_cnn8_pooling_is_keras_same_padding_bottom_right(n):
+    from papers.rodrigues_cnn import MaxPool2dSame
+
+    pools = [m for m in build("cnn8").modules() if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 4 and all(isinstance(p, MaxPool2dSame) and p.padding == 0 for p in pools)
+    x = torch.randn(2, 3, n, n) - 5  # all negative: zero padding would win at the border, -inf never does
+    out = pools[0](x)
+    assert out.shape[-1] == -(-n // 2)
+    assert torch.equal(out, keras_same_max_pool(x))
+    if n % 2 == 0:  # an even side pads one row/column at the bottom/right only: the first window is x[0:3, 0:3]
+        assert torch.equal(out[..., 0, 0], x[..., :3, :3].amax(dim=(-2, -1)))
+        assert torch.equal(out[..., -1, -1], x[..., -2:, -2:].amax(dim=(-2, -1)))  # last window: 2x2 real + padding
+        torch_pad = nn.MaxPool2d(3, stride=2, padding=1)(x)  # PyTorch's padding=1: same size, other windows
+        assert torch_pad.shape == out.shape and not torch.equal(torch_pad, out)
 
 
 @pytest.mark.parametrize("model", list(EXPECTED_PARAMS))
@@ -127,6 +158,9 @@ def test_recipe_as_written():
     group = opt.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-3, (0.9, 0.999), 1e-7, 0.0)
     assert [m for m in EXPECTED_PARAMS if PAPER.resolve(m)["pretrained"]] == ["resnet50_imagenet"]
+    assert {PAPER.resolve(m)["batch_size"] for m in EXPECTED_PARAMS} == {32}  # Keras' default, for all three ...
+    assert "batch 64" in PAPER.interpretations["batch_size=32"]  # ... not the Kaggle network's: recorded why
+    assert "last batch" in PAPER.interpretations
 
 
 def test_normalisation_statistics_come_from_training_only():
@@ -197,7 +231,30 @@ def test_claims_carry_the_papers_numbers():
     assert cited["PCCPCCPCFFF CNN [3]"].relative_to == "cnn8"
     for c in PAPER.claims:
         assert c.source and c.quote
-        assert c.value is None or c.metric in ("dataset_size", "train_time_hours") or 0 <= c.value <= 1
+        assert c.value is None or c.metric in ("dataset_size", "train_time_hours", "trainable_params",
+                                               "overfit_epoch") or 0 <= c.value <= 1
+
+
+def test_over_23_million_trainable_parameters_holds_for_both_resnet50_models():
+    claims = {c.model: c for c in PAPER.claims if c.metric == "trainable_params"}
+    assert set(claims) == {"resnet50_scratch", "resnet50_imagenet"}
+    for model, c in claims.items():
+        assert (c.value, c.as_printed, c.source) == (23e6, "over 23 million", "§II.C.i, citing [7]")
+        assert trainable(build(model)) == PAPER.num_params(model) == RESNET50_PARAMS > c.value  # a lower bound
+    assert 23_534_592 > 23e6  # Keras' ResNet50 without top, the paper's own network, also holds it
+
+
+def test_all_models_round_to_65_percent_and_overfitting_starts_around_55_epochs():
+    summary = next(c for c in PAPER.claims if c.metric == "accuracy_summary")
+    assert (summary.model, summary.value, summary.as_printed, summary.source) == ("*", 0.65, "rounds up to 65%", "§IV")
+    accs = [c.value for c in PAPER.claims if c.metric == "accuracy" and c.kind == "own"]
+    assert sorted(accs) == [0.6294, 0.6372, 0.6492]
+    assert all(round(a * 100 / 5) * 5 == 65 for a in accs)  # true to the nearest 5 points ...
+    assert [round(a * 100) for a in sorted(accs)] == [63, 64, 65]  # ... not to the nearest point
+    onset = {c.model: c for c in PAPER.claims if c.metric == "overfit_epoch"}
+    assert {m: c.value for m, c in onset.items()} == {"resnet50_scratch": 55, "resnet50_imagenet": 55}
+    assert {c.source for c in onset.values()} == {"§III (Figure 5)", "§III (Figure 6)"}
+    assert all(c.value < PAPER.resolve(m)["epochs"] == 150 for m, c in onset.items())  # trained well past it
 
 
 @pytest.mark.skipif(not SEED_TEXT.is_file(), reason="the paper's text (shared/seeds) is not on this machine")

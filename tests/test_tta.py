@@ -104,6 +104,42 @@ def test_each_test_image_is_counted_once_and_plain_metrics_are_kept(mode):
             assert r["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
 
 
+def test_logits_averaging_is_the_mean_of_the_raw_outputs_as_usef_kh_fer_computes_it():
+    x, net = torch.rand(5, 1, 48, 48), Recorder()
+    plain, logits = tta.evaluate(net, x, recipe(crop_size=40, tta="tencrop", tta_average="logits"))
+    outs = torch.stack([Recorder()(v) for v in net.seen])  # 10 views x 5 images x 7
+    assert torch.allclose(logits, outs.mean(0), atol=1e-6)
+    fused = outs.transpose(0, 1).reshape(50, 7)  # their batch: an image's ten crops adjacent, fused into the batch
+    assert torch.allclose(logits, torch.sum(fused.view(5, 10, -1), dim=1) / 10, atol=1e-6)  # utils/loops.py
+    assert torch.equal(plain, outs[4])  # the plain (center-crop) view is the same under either averaging
+
+
+def test_logits_and_softmax_averaging_can_disagree():
+    views = [torch.tensor([[0.0, 30.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[2.0, 0.0]])]
+    mean = tta.average(views, "logits")
+    assert torch.allclose(mean, torch.tensor([[4 / 3, 10.0]])) and mean.argmax().item() == 1  # one confident view
+    soft = tta.average(views, "softmax").exp()
+    p0 = 2 * torch.tensor([2.0, 0.0]).softmax(0)[0] / 3  # 0.587: two views out of three for class 0
+    assert torch.allclose(soft, torch.tensor([[p0, 1 - p0]]), atol=1e-6) and soft.argmax().item() == 0
+    assert DEFAULTS["tta_average"] == "softmax"  # the default, unchanged for every paper that does not set it
+    assert apply_overrides(DEFAULTS, ["tta_average=logits"])["tta_average"] == "logits"
+    with pytest.raises(UserError, match="softmax, logits"):
+        apply_overrides(DEFAULTS, ["tta_average=mean"])
+
+
+def test_eval_fp32_evaluates_outside_a_mixed_precision_autocast():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(40 * 40, 7))
+    x = torch.rand(3, 1, 48, 48)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _ = tta.evaluate(net, x, recipe(crop_size=40))
+        fp32, tencrop = tta.evaluate(net, x, recipe(crop_size=40, eval_fp32=True, tta="tencrop"))
+    assert mixed.dtype == torch.bfloat16 and fp32.dtype == tencrop.dtype == torch.float32
+    assert torch.equal(fp32, net(x[..., 4:44, 4:44]))  # exactly the fp32 forward of the center crop
+    old = {k: v for k, v in recipe(crop_size=40).items() if k not in ("tta_average", "eval_fp32")}
+    assert torch.equal(tta.evaluate(net, x, old)[0], fp32)  # a run.json from before these keys resumes as it was
+
+
 def test_tta_is_a_checked_override():
     assert apply_overrides(DEFAULTS, ["tta=tencrop"])["tta"] == "tencrop"
     with pytest.raises(UserError, match="tencrop"):
