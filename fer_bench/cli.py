@@ -26,6 +26,7 @@ def _list(args) -> None:
 
 
 def _run(args) -> None:
+    from .results import run_summary
     from .runner import cv_summary_path, run
 
     paths = run(args.paper, model=args.model, profile=args.profile, seed=args.seed, data=args.data,
@@ -37,9 +38,7 @@ def _run(args) -> None:
     summaries = {}
     for p in paths:
         d = json.loads(p.read_text())
-        acc = {s: f"{v['accuracy']:.4f}" for s, v in d["splits"].items()}
-        fold = f" fold {d['fold']['index']}/{d['fold']['of']}" if "fold" in d else ""
-        print(f"{d['paper']}/{d['model']} [{d['profile']}]{fold} {d['status']}: accuracy {acc} -> {p}")
+        print(run_summary(d, p))
         if "fold" in d:
             summaries[d["fold"]["cv_id"]] = p
     for p in summaries.values():  # cross-validation: mean and spread over the folds
@@ -275,8 +274,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Lightning's notices that say nothing about the run (tips, hardware it did not find, fer-bench's own deliberate
+# choices); fer-bench prints what a run did itself. FER_BENCH_VERBOSE=1 keeps them.
+_NOISE = ("isinstance(treespec, LeafSpec)", "You have overridden `on_after_batch_transfer`",
+          "The number of training batches", "exists and is not empty", "`weights_only` was not set",
+          "does not have many workers", "module(s) in eval mode")
+
+
+def _quiet_lightning() -> None:
+    import logging
+    import os
+    import re
+    import warnings
+
+    if os.environ.get("FER_BENCH_VERBOSE"):
+        return
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "GPU available", tips, "Restoring states from ..."
+    for text in _NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "reproduce", "check"):
+        _quiet_lightning()
     if getattr(args, "max_time", None):
         _check_max_time(args.max_time)
     try:

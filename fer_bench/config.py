@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .errors import UserError
 
+DATASETS = ("fer2013", "jaffe")  # a recipe key "DATASET.KEY" (e.g. "jaffe.epochs") sets KEY on that dataset only
+
 DEFAULTS: dict = dict(
     # data: what the network sees
     input_size=48,  # side of the square input after resizing
@@ -62,6 +64,8 @@ DEFAULTS: dict = dict(
     split_seed=0,  # seed of protocol=paper's subsets and of cross-validation folds (--folds)
     folds_by="expression",  # --folds: expression (stratified) or subject (subject-independent)
     tta="none",
+    tta_average="softmax",  # how tta's views are combined: softmax (mean probabilities) or logits (mean raw outputs)
+    eval_fp32=False,  # validate and test in fp32 even when --precision autocasts training (*-mixed precisions)
     # FER-2013 only: also evaluate on the test images that have no exact or near duplicate in Training
     # (fer_bench.data_audit), reported as extra splits "<split>_unleaked"
     exclude_leaked=False,
@@ -75,7 +79,8 @@ CHOICES = {
     "monitor": ("val/acc", "val/loss"),
     "protocol": ("canonical", "paper"),
     "folds_by": ("expression", "subject"),
-    "tta": ("none", "hflip", "tencrop"),  # test-time views whose softmax is averaged (fer_bench.tta)
+    "tta": ("none", "hflip", "tencrop"),  # test-time views, averaged as tta_average says (fer_bench.tta)
+    "tta_average": ("softmax", "logits"),
     "train_views": ("one", "tencrop"),
 }
 
@@ -124,3 +129,40 @@ def apply_overrides(cfg: dict, pairs: list[str]) -> dict:
             raise UserError(f"--set {key}: unknown key for this recipe. Valid keys: {', '.join(sorted(cfg))}.")
         cfg[key] = parse_value(key, text.strip(), cfg[key])
     return cfg
+
+
+# ranges every resolved recipe must respect: (key, low, high, what), bounds inclusive unless noted in ``what``
+_POSITIVE_INT = ("input_size", "batch_size", "eval_batch_size", "epochs", "step_size")
+_PROBABILITIES = ("aug_affine_p", "aug_erasing", "aug_rotation_p")  # crop area fractions may exceed 1 (usef-kh: 1.2)
+
+
+def check_ranges(cfg: dict) -> None:
+    """Values that parse but cannot train (batch_size=0, lr=nan, a probability of 2, ...): a UserError naming the
+    key, raised when the recipe is resolved, before any run directory exists."""
+    def bad(key, why):
+        raise UserError(f"--set {key}={cfg[key]}: {why}.")
+
+    for key, value in cfg.items():
+        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+            bad(key, "give a finite number")
+    for key in _POSITIVE_INT:
+        if key in cfg and cfg[key] < 1:
+            bad(key, "give at least 1")
+    for key in _PROBABILITIES:
+        if key in cfg and not 0 <= cfg[key] <= 1:
+            bad(key, "a probability or fraction lies in [0, 1]")
+    if cfg.get("aug_resized_crop_min", 0) > cfg.get("aug_resized_crop_max", 1):
+        bad("aug_resized_crop_min", f"the crop range needs min <= max ({cfg['aug_resized_crop_max']})")
+    if cfg.get("channels") not in (1, 3):
+        bad("channels", "1 (grayscale) or 3 (gray replicated for RGB networks)")
+    if not 0 <= cfg.get("label_smoothing", 0) < 1:
+        bad("label_smoothing", "label smoothing lies in [0, 1)")
+    for key in ("adam_beta1", "adam_beta2", "momentum"):
+        if key in cfg and not 0 <= cfg[key] < 1:
+            bad(key, "it lies in [0, 1)")
+    if cfg.get("lr", 1) <= 0:
+        bad("lr", "give a positive learning rate")
+    if cfg.get("scheduler") == "plateau" and not 0 < cfg.get("plateau_factor", 0.1) < 1:
+        bad("plateau_factor", "the plateau factor lies in (0, 1)")
+    if cfg.get("crop_size", 0) > cfg.get("input_size", 48):
+        bad("crop_size", f"a crop cannot be larger than the input ({cfg['input_size']})")

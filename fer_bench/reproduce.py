@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import DEFAULTS
 from .errors import UserError
 from .registry import get_paper
+from .results import run_summary
 from .runner import TimeLimitReached, resolve_config, run
 
 RUN_PREFIX = "repro"
@@ -43,10 +45,29 @@ class Planned:
         return resolve_config(self.paper, self.model, self.profile, None, list(self.overrides))
 
     def run_dir(self, out: Path) -> Path:
-        """The run directory: named after the paper, model, seed, profile and the fully resolved recipe."""
-        key = json.dumps({"profile": self.profile, "dataset": "fer2013", "config": self.config()}, sort_keys=True)
+        """The run directory: named after the paper, model, seed, profile and the fully resolved recipe when it is
+        created; found again by that name, or by its run.json when a later fer-bench added recipe keys (which
+        changes the name but not the recipe: see same_recipe)."""
+        cfg = self.config()
+        key = json.dumps({"profile": self.profile, "dataset": "fer2013", "config": cfg}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-        return out / "runs" / self.paper / self.model / f"{RUN_PREFIX}-s{self.seed}-{digest}"
+        named = out / "runs" / self.paper / self.model / f"{RUN_PREFIX}-s{self.seed}-{digest}"
+        if named.exists():
+            return named
+        for d in sorted(named.parent.glob(f"{RUN_PREFIX}-s{self.seed}-*")):
+            info = _read_json(d / "run.json") or {}
+            if (info.get("seed"), info.get("profile"), info.get("dataset")) == (self.seed, self.profile, "fer2013") \
+                    and same_recipe(info.get("config") or {}, cfg):
+                return d
+        return named
+
+
+def same_recipe(recorded: dict, current: dict) -> bool:
+    """Whether a recorded recipe is the current one. A key one of them lacks counts at its default value: keys added
+    to fer_bench.config.DEFAULTS later default to the behaviour from before they existed."""
+    if not recorded:
+        return False
+    return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k)) for k in set(recorded) | set(current))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -247,5 +268,5 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             except TimeLimitReached as e:
                 log(f"{name}: {e} Continue with the same command.")
                 return False
-        log(f"{name}: completed -> {d / 'metrics.json'}")
+        log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
     return True

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .stats import wilson
 
 SCHEMA = "fer-bench/metrics/v1"
 
@@ -94,3 +95,17 @@ def load_runs(out: Path) -> list[dict]:
         runs.append(d)
     return runs
 
+
+def run_summary(d: dict, path: Path) -> str:
+    """The closing lines of a run: accuracy per split with its 95% test-set (Wilson) interval, budget, where it is."""
+    fold = f" fold {d['fold']['index']}/{d['fold']['of']}" if "fold" in d else ""
+    lines = [f"{d['paper']}/{d['model']} [{d['profile']}]{fold} seed {d['seed']}: {d['status']}, "
+             f"{d['epochs_completed']}/{d['epochs_planned']} epochs, best epoch {d.get('best_epoch')}"
+             + ("" if d["budget"]["full"] else f" (reduced budget: {'; '.join(d['budget']['reasons'])})")]
+    for name, splits in (("selected", d["splits"]), ("last epoch", (d.get("last_epoch") or {}).get("splits", {}))):
+        for split, v in splits.items():
+            lo, hi = wilson(v["accuracy"], v["n"])
+            lines.append(f"  {name:<10} {split:<20} accuracy {100 * v['accuracy']:6.2f}% "
+                         f"[{100 * lo:.2f}, {100 * hi:.2f}] (95% test-set interval, n={v['n']})  loss {v['loss']:.4f}")
+    lines.append(f"  -> {path}")
+    return "\n".join(lines)

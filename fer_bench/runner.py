@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .config import PROFILES, apply_overrides
+from .config import PROFILES, apply_overrides, check_ranges
 from .data import load_fer2013, resolve_data_path
 from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
 from .errors import UserError
@@ -152,6 +152,40 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if native_bf16 else "32-true"
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+# ddp_spawn/ddp_fork/ddp_notebook run the test in worker processes whose results never reach the process that
+# writes metrics.json: refused rather than recorded as a run with empty splits
+SPAWNING = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true")
+
+
+def check_hardware(accelerator: str, devices, num_nodes: int, strategy: str, precision: str | None) -> None:
+    """Every Trainer argument a user gives, checked before any directory, dataset or process is created."""
+    if accelerator not in ACCELERATORS:
+        raise UserError(f"--accelerator {accelerator}: choose one of {', '.join(ACCELERATORS)}.")
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"--accelerator {accelerator}: no CUDA GPU is visible here; use --accelerator cpu (or auto).")
+    if precision is not None and precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}.")
+    if strategy in SPAWNING:
+        raise UserError(f"--strategy {strategy}: its test results stay in the worker processes, so no metrics.json "
+                        "could record them; use --strategy ddp (one process per device, or torchrun / srun).")
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}.")
+    if num_nodes < 1:
+        raise UserError(f"--num-nodes {num_nodes}: give at least 1.")
+    if devices == "auto":
+        return
+    available = torch.cuda.device_count() if gpu else (os.cpu_count() or 1)
+    if not isinstance(devices, int) or devices < 1:
+        raise UserError(f"--devices {devices}: give a positive number (or auto).")
+    if devices > available:
+        kind = "GPUs" if gpu else "CPU cores (one training process each)"
+        raise UserError(f"--devices {devices}: this machine has {available} {kind}.")
+
+
 def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, overrides: list[str],
                    dataset: str = "fer2013") -> dict:
     cfg = _resolve(get_paper(paper_id), model, profile, dataset)
@@ -159,7 +193,9 @@ def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, 
         if epochs < 1:
             raise UserError(f"--epochs {epochs}: give at least 1 epoch.")
         cfg["epochs"] = epochs
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    check_ranges(cfg)
+    return cfg
 
 
 def _resolve(paper, model: str, profile: str, dataset: str) -> dict:
@@ -240,6 +276,9 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
     only). ``deadline`` (time.time()): stop cleanly before it, raising TimeLimitReached after writing metrics.json
     with status 'interrupted'. ``run_dir`` (one model, no folds): use this directory, resuming it with ``resume``
     (fer_bench.reproduce names its run directories after the recipe)."""
+    check_hardware(accelerator, devices, num_nodes, strategy, precision)
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seed {seed}: give a seed in [0, 2^32).")
     paper = get_paper(paper_id)
     models = list(paper.models) if model == "all" else [model]
     out = Path(out)
@@ -385,6 +424,14 @@ def cv_summary(fold_results: list[dict]) -> dict:
     }
 
 
+def _cluster_plugins() -> list:
+    """Under SLURM, Lightning's own requeue (an hpc_ckpt_*.ckpt that later runs would silently load) is off:
+    fer-bench resumes from its run directory's checkpoints instead (`fer-bench reproduce` under sbatch --requeue)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
 def _last_epoch_metrics(trainer, module, dm, best, last_path: Path, selected: dict) -> dict:
     """The test splits of the weights after the last epoch (what papers that report their final epoch measured),
     beside the selected checkpoint's; the same numbers when the last epoch is the one selected."""
@@ -442,7 +489,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                    *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10, default_root_dir=run_dir)
+        log_every_n_steps=10, default_root_dir=run_dir, plugins=_cluster_plugins())
     status, stopped_by = "completed", None
     splits, last_epoch, eval_s = {}, None, 0.0
     try:

@@ -191,3 +191,24 @@ def test_bad_input_exits_2(args, fragment, tmp_path):
 
 def test_parse_time_limit():
     assert parse_time_limit("2:45:00") == 9900 and parse_time_limit("10:00") == 600
+
+
+def test_a_run_recorded_before_a_new_recipe_key_is_found_again(tmp_path):
+    """A later fer-bench that adds a recipe key (at a default that keeps the old behaviour) renames nothing: the run
+    directory is found by its run.json; a recipe that really differs is a new run."""
+    from fer_bench.config import DEFAULTS
+
+    item = Planned("du_resnet_fc", "resnet50", 0)
+    cfg = item.config()
+    new_key = next(k for k in DEFAULTS if k in cfg)
+    old = tmp_path / "runs/du_resnet_fc/resnet50/repro-s0-0123456789"
+    old.mkdir(parents=True)
+    recorded = {k: v for k, v in cfg.items() if k != new_key}  # written before new_key existed
+    (old / "run.json").write_text(json.dumps({"seed": 0, "profile": "paper", "dataset": "fer2013",
+                                              "config": recorded}))
+    assert item.run_dir(tmp_path) == old
+    changed = dict(recorded, lr=recorded["lr"] * 10)
+    (old / "run.json").write_text(json.dumps({"seed": 0, "profile": "paper", "dataset": "fer2013",
+                                              "config": changed}))
+    assert item.run_dir(tmp_path) != old
+    assert Planned("du_resnet_fc", "resnet50", 1).run_dir(tmp_path) != old

@@ -109,3 +109,26 @@ def test_concurrent_runs_get_distinct_run_directories(data, tmp_path):
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     runs = list(tmp_path.glob("runs/huang_fpn/resnet50/*/metrics.json"))
     assert len(runs) == 2 and len({p.parent.name for p in runs}) == 2
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("lr=nan", "finite"), ("lr=inf", "finite"), ("lr=0", "positive"), ("batch_size=0", "at least 1"),
+    ("input_size=0", "at least 1"), ("channels=2", "grayscale"), ("step_size=0", "at least 1"),
+    ("label_smoothing=2", "[0, 1)"), ("adam_beta1=1.5", "[0, 1)"), ("aug_erasing=1.5", "[0, 1]"),
+    ("epochs=0", "at least 1"), ("aug_resized_crop_min=0.9", "min <= max"), ("crop_size=64", "larger than"),
+])
+def test_out_of_range_values_are_refused_before_a_run_directory_exists(setting, fragment, tmp_path):
+    from fer_bench.errors import UserError
+    from fer_bench.runner import resolve_config
+
+    overrides = [setting] + (["aug_resized_crop_max=0.5"] if "crop_min" in setting else [])
+    with pytest.raises(UserError, match=fragment.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        resolve_config("huang_fpn", "resnet50", "smoke", None, overrides)
+
+
+@pytest.mark.parametrize("args, fragment", [(["--seed", "-1"], "--seed -1"), (["--seed", str(2**32)], "2^32"),
+                                            (["--set", "lr=nan"], "finite")])
+def test_cli_bad_values_exit_2_without_an_orphan_directory(args, fragment, data, tmp_path):
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), *args)
+    assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
