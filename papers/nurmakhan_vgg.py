@@ -32,6 +32,20 @@ def scaled(channels: int, width: float) -> int:
 
 # ---------------------------------------------------------------- VGG16, the proposal's baseline (§III.a)
 
+class Pool7(nn.AdaptiveAvgPool2d):
+    """torchvision's AdaptiveAvgPool2d(7) with a deterministic backward where it only repeats: a 1x1 map (what a
+    48x48 input leaves) is expanded to 7x7, the same numbers, whose gradient is a plain sum (CUDA has no
+    deterministic adaptive_avg_pool2d backward, so --deterministic on a GPU would refuse the pooling)."""
+
+    def __init__(self):
+        super().__init__(7)
+
+    def forward(self, x):
+        if x.shape[-2:] == (1, 1):
+            return x.expand(*x.shape[:-2], 7, 7)
+        return super().forward(x)
+
+
 class VGG16(nn.Module):
     """§III.a: torchvision's VGG16 (so ImageNet weights load), its 1000-way last layer replaced by a 7-way
     one. The five pools leave 512 x 1 x 1 from a 48x48 input; the 7x7 adaptive pool in front of the FC
@@ -42,7 +56,7 @@ class VGG16(nn.Module):
         if width == 1.0:
             net = torchvision_model("vgg16", pretrained, dropout=dropout)
             net.classifier[-1] = nn.Linear(FC_WIDTH, NUM_CLASSES)
-            self.features, self.avgpool, self.classifier = net.features, net.avgpool, net.classifier
+            self.features, self.avgpool, self.classifier = net.features, Pool7(), net.classifier
             return
         if pretrained:
             raise UserError(f"width={width}: ImageNet weights exist only for the full VGG16 (width=1); add "
@@ -55,7 +69,7 @@ class VGG16(nn.Module):
                 layers += [nn.Conv2d(c, scaled(v, width), 3, padding=1), nn.ReLU(inplace=True)]
                 c = scaled(v, width)
         f = scaled(FC_WIDTH, width)
-        self.features, self.avgpool = nn.Sequential(*layers), nn.AdaptiveAvgPool2d(7)
+        self.features, self.avgpool = nn.Sequential(*layers), Pool7()
         self.classifier = nn.Sequential(nn.Linear(c * 7 * 7, f), nn.ReLU(True), nn.Dropout(dropout),
                                         nn.Linear(f, f), nn.ReLU(True), nn.Dropout(dropout),
                                         nn.Linear(f, NUM_CLASSES))
@@ -171,7 +185,9 @@ INTERPRETATIONS = {
                            "are (--set input_size=224 gives ImageNet's geometry at about 22x the compute).",
     "vgg16 7x7 adaptive pool": "At 48x48 the five pools leave 512x1x1, which torchvision's AdaptiveAvgPool2d(7) "
                                "repeats 49 times: the first FC (25088->4096) then acts as 512->4096 with the 49 "
-                               "positions' weights summed, so the ImageNet weights still apply.",
+                               "positions' weights summed, so the ImageNet weights still apply. fer-bench repeats the "
+                               "1x1 map with expand (Pool7): the same numbers, with a backward CUDA can run "
+                               "deterministically.",
     "vgg16 pretrained=true": "§III.a fine-tunes ImageNet weights; offline, --set pretrained=false trains from scratch "
                              "and config.pretrained in metrics.json records which it was.",
     "vgg16 optimizer=adam lr=1e-4": "§III.a names Adam first and SGD as the alternative, and no rate: 1e-4, a usual "

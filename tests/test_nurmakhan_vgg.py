@@ -214,3 +214,20 @@ def test_vggnet_smoke_on_real_fer2013_counts_every_test_image_once(real_data, tm
         assert s["n"] == s["plain"]["n"] == 3589 == sum(map(sum, s["confusion_matrix"]))
         assert s["tta"] == {"mode": "hflip", "views": 2} and 0 <= s["plain"]["accuracy"] <= 1
     assert m["config"]["crop_size"] == 40 and m["config"]["width"] == 0.0625
+
+
+def test_vgg16_pool_repeats_a_1x1_map_with_a_deterministic_backward():
+    """At 48x48 the 7x7 adaptive pool only repeats the 1x1 map: the same values and gradients as torchvision's
+    AdaptiveAvgPool2d(7), through expand (deterministic on CUDA); other sizes keep the adaptive pool."""
+    from papers.nurmakhan_vgg import Pool7
+
+    for shape in ((2, 5, 1, 1), (2, 5, 3, 3)):
+        x = torch.randn(*shape, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_(True)
+        w = torch.randn(2, 5, 7, 7)
+        (Pool7()(x) * w).sum().backward()
+        (torch.nn.AdaptiveAvgPool2d(7)(x2) * w).sum().backward()
+        assert torch.allclose(Pool7()(x), torch.nn.AdaptiveAvgPool2d(7)(x2))
+        assert torch.allclose(x.grad, x2.grad, atol=1e-6)
+    with torch.device("meta"):
+        assert isinstance(VGG16().avgpool, Pool7) and isinstance(VGG16(width=0.0625).avgpool, Pool7)
