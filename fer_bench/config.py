@@ -166,3 +166,11 @@ def check_ranges(cfg: dict) -> None:
         bad("plateau_factor", "the plateau factor lies in (0, 1)")
     if cfg.get("crop_size", 0) > cfg.get("input_size", 48):
         bad("crop_size", f"a crop cannot be larger than the input ({cfg['input_size']})")
+
+
+def same_recipe(recorded: dict, current: dict) -> bool:
+    """Whether a recorded recipe is the current one. A key one of them lacks counts at its default value: keys added
+    to fer_bench.config.DEFAULTS later default to the behaviour from before they existed."""
+    if not recorded:
+        return False
+    return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k)) for k in set(recorded) | set(current))

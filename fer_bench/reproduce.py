@@ -12,21 +12,18 @@ the state before or after it; the next call continues from there.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 import tomllib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DEFAULTS
+from .config import same_recipe
 from .errors import UserError
 from .registry import get_paper
-from .results import run_summary
+from .results import is_locked, run_lock, run_summary
 from .runner import TimeLimitReached, resolve_config, run
 
 RUN_PREFIX = "repro"
@@ -60,14 +57,6 @@ class Planned:
                     and same_recipe(info.get("config") or {}, cfg):
                 return d
         return named
-
-
-def same_recipe(recorded: dict, current: dict) -> bool:
-    """Whether a recorded recipe is the current one. A key one of them lacks counts at its default value: keys added
-    to fer_bench.config.DEFAULTS later default to the behaviour from before they existed."""
-    if not recorded:
-        return False
-    return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k)) for k in set(recorded) | set(current))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -134,41 +123,6 @@ def parse_time_limit(text: str) -> float:
     if seconds <= 0:
         raise UserError(f"--time-limit {text}: give a positive duration.")
     return float(seconds)
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """An exclusive lock on a run directory for as long as this process trains it (released when it dies)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / ".lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise UserError(f"{run_dir} is being trained by another process; wait for it, or stop it first.") from None
-    try:
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        yield
-    finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
-
-
-def is_locked(run_dir: Path) -> bool:
-    try:
-        f = open(run_dir / ".lock")
-    except OSError:
-        return False
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
 
 
 def _read_json(path: Path) -> dict | None:
@@ -254,19 +208,19 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             log(f"Time limit: {name} not started (less than {MIN_START_S // 60} minutes left).")
             return False
         resume = st["state"] == "interrupted" and (d / "run.json").is_file()
-        with run_lock(d):
-            if not resume:  # a fresh start: nothing of an earlier attempt that never checkpointed is kept
+        if not resume:  # a fresh start: nothing of an earlier attempt that never checkpointed is kept
+            with run_lock(d):  # (the runner locks the directory again while it trains)
                 for sub in ("checkpoints", "logs"):
                     shutil.rmtree(d / sub, ignore_errors=True)
                 for f in ("metrics.json", "progress.json", "run.json"):
                     (d / f).unlink(missing_ok=True)
-            log(f"{name}: {'resuming' if resume else 'starting'} in {d}")
-            try:
-                run(item.paper, model=item.model, profile=item.profile, seed=item.seed, data=data, out=out,
-                    precision=precision, overrides=list(item.overrides), resume=resume, progress=progress,
-                    deterministic=deterministic, checkpoint_every_s=checkpoint_every_s, deadline=deadline, run_dir=d)
-            except TimeLimitReached as e:
-                log(f"{name}: {e} Continue with the same command.")
-                return False
+        log(f"{name}: {'resuming' if resume else 'starting'} in {d}")
+        try:
+            run(item.paper, model=item.model, profile=item.profile, seed=item.seed, data=data, out=out,
+                precision=precision, overrides=list(item.overrides), resume=resume, progress=progress,
+                deterministic=deterministic, checkpoint_every_s=checkpoint_every_s, deadline=deadline, run_dir=d)
+        except TimeLimitReached as e:
+            log(f"{name}: {e} Continue with the same command.")
+            return False
         log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
     return True

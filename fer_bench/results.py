@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -9,6 +10,7 @@ import secrets
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +19,8 @@ from .errors import UserError
 from .stats import wilson
 
 SCHEMA = "fer-bench/metrics/v1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process's umask, restored at once
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -29,6 +33,7 @@ def write_json_atomic(path: Path, obj) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600: results in a shared folder stay readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +55,41 @@ def new_run_dir(out: Path, paper: str, model: str, seed: int, suffix: str = "") 
     except OSError as e:
         raise UserError(f"Cannot write results under {out}: {e.strerror}. Choose a writable directory "
                         "with --out DIR.") from None
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """An exclusive lock on a run directory for as long as this process trains it (released when it dies)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise UserError(f"{run_dir} is being trained by another process; wait for it, or stop it first.") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def is_locked(run_dir: Path) -> bool:
+    try:
+        f = open(run_dir / ".lock")
+    except OSError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def git_sha() -> str:

@@ -7,6 +7,7 @@ k-fold cross-validation, ``--folds K``, one run directory and metrics.json per f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -19,12 +20,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .config import PROFILES, apply_overrides, check_ranges
+from .config import DEFAULTS, PROFILES, apply_overrides, check_ranges, same_recipe
 from .data import load_fer2013, resolve_data_path
 from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
 from .errors import UserError
 from .registry import get_paper
-from .results import SCHEMA, device_name, new_run_dir, software, write_json_atomic
+from .results import SCHEMA, device_name, new_run_dir, run_lock, software, write_json_atomic
 from .training import FERClassifier, FERDataModule
 
 _RUN_DIRS_ENV = "FER_BENCH_RUN_DIRS"  # rank 0 -> DDP child processes: where each model's run lives
@@ -340,17 +341,39 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
         run_dir = Path(run_dirs[m])
         info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
                 "config": cfgs[m]}
+        rank0 = "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0"
         if resume:
-            info = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
+            recorded = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
+            _check_resume(recorded, info, dataset, run_dir)
+            info = recorded
             hw = {**hw, "precision": info.get("precision", hw["precision"])}  # ... and precision
         else:
-            info["precision"] = hw["precision"]
-            if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+            info |= {"precision": hw["precision"], "data_fingerprint": dataset.fingerprint}
+            if rank0:
                 write_json_atomic(run_dir / "run.json", info)
-        path = _run_one(paper, info, dataset, run_dir, resume=resume, **hw)
+        with run_lock(run_dir) if rank0 else contextlib.nullcontext():
+            path = _run_one(paper, info, dataset, run_dir, resume=resume, **hw)
         if path:
             written.append(path)
     return written
+
+
+def _check_resume(recorded: dict, requested: dict, dataset, run_dir: Path) -> None:
+    """A resume continues the run as it was started: a different seed, profile, recipe or dataset is refused."""
+    def refuse(what):
+        raise UserError(f"--resume: {run_dir} was started with {what}; a resumed run keeps what it was started "
+                        "with. Repeat the original command with --resume, or start a new run without it.")
+
+    for key in ("seed", "profile"):
+        if recorded.get(key) != requested[key]:
+            refuse(f"{key} {recorded.get(key)}, not {requested[key]}")
+    if not same_recipe(recorded.get("config") or {}, requested["config"]):
+        diff = sorted(k for k in set(recorded["config"]) | set(requested["config"])
+                      if recorded["config"].get(k, DEFAULTS.get(k)) != requested["config"].get(k, DEFAULTS.get(k)))
+        refuse("another recipe (" + ", ".join(f"{k}={recorded['config'].get(k, DEFAULTS.get(k))!r}, now "
+                                              f"{requested['config'].get(k, DEFAULTS.get(k))!r}" for k in diff) + ")")
+    if recorded.get("data_fingerprint", dataset.fingerprint) != dataset.fingerprint:
+        refuse(f"the dataset with fingerprint {recorded['data_fingerprint']}, not this one ({dataset.fingerprint})")
 
 
 def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int) -> list[Path]:

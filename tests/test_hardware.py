@@ -72,6 +72,15 @@ def test_sigterm_during_the_final_test_is_an_interruption(data, tmp_path, monkey
     (path,) = tmp_path.glob("runs/*/*/*/metrics.json")
     m = json.loads(path.read_text())
     assert m["status"] == "interrupted" and m["splits"] == {} and m["epochs_completed"] == 1
+    log = (path.parent / "logs" / "metrics.csv").read_text()
+    # --resume then only evaluates: the training log and the training time are kept
+    monkeypatch.setattr(FERClassifier, "test_step", original)
+    (path,) = run("huang_fpn", model="resnet50", seed=0, data=data, out=tmp_path, resume=True, **TINY)
+    done = json.loads(path.read_text())
+    assert done["status"] == "completed" and done["splits"]
+    assert (path.parent / "logs" / "metrics.csv").read_text().startswith(log.splitlines()[0])
+    assert len((path.parent / "logs" / "metrics.csv").read_text().splitlines()) >= len(log.splitlines())
+    assert done["timing"]["train_s"] == pytest.approx(m["timing"]["train_s"], rel=1e-6) and done["timing"]["train_s"] > 0
 
 
 def test_slurm_auto_requeue_is_off(monkeypatch):

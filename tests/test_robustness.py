@@ -132,3 +132,61 @@ def test_cli_bad_values_exit_2_without_an_orphan_directory(args, fragment, data,
     r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), *args)
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (["--set", "lr=0.5"], "another recipe (lr="), (["--seed", "7"], "seed 0, not 7"),
+    (["--profile", "paper"], "profile smoke, not paper")])
+def test_resume_refuses_what_the_run_was_not_started_with(change, fragment, data, tmp_path):
+    """--resume continues the run as it was started; new arguments are refused, not silently ignored."""
+    from fer_bench.results import write_json_atomic
+
+    out = tmp_path / "out"
+    d = out / "runs/huang_fpn/resnet50/20260101-000000-s0-abcdef"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"not used: the check comes first")
+    from fer_bench.runner import resolve_config
+    cfg = resolve_config("huang_fpn", "resnet50", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
+    write_json_atomic(d / "run.json", {"paper": "huang_fpn", "model": "resnet50", "profile": "smoke", "seed": 0,
+                                       "dataset": "fer2013", "config": cfg})
+    args = list(TINY)
+    if "--profile" in change:
+        i = args.index("--profile")
+        args[i + 1] = "paper"
+        change = ["--set", "pretrained=false"]  # huang's paper profile is pretrained: offline it would stop first
+    r = cli("run", *args, "--data", str(data), "--out", str(out), "--resume", *change)
+    assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+
+
+def test_resume_refuses_another_dataset(data, tmp_path):
+    from fer_bench.results import write_json_atomic
+    from fer_bench.runner import resolve_config
+
+    d = tmp_path / "runs/huang_fpn/resnet50/20260101-000000-s0-abcdef"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    cfg = resolve_config("huang_fpn", "resnet50", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
+    write_json_atomic(d / "run.json", {"paper": "huang_fpn", "model": "resnet50", "profile": "smoke", "seed": 0,
+                                       "dataset": "fer2013", "config": cfg, "data_fingerprint": "0123abcd"})
+    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--resume")
+    assert r.returncode == 2 and "fingerprint 0123abcd" in r.stderr
+
+
+def test_a_run_directory_in_use_is_refused_and_results_are_world_readable(tmp_path):
+    import stat
+
+    from fer_bench.errors import UserError
+    from fer_bench.results import is_locked, run_lock, write_json_atomic
+
+    d = tmp_path / "run"
+    with run_lock(d):
+        assert is_locked(d)
+        probe = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                "from fer_bench.results import run_lock\n"
+                                "try:\n    run_lock(Path(sys.argv[1])).__enter__()\nexcept Exception as e:\n"
+                                "    print(type(e).__name__, e)", str(d)], capture_output=True, text=True, cwd=ROOT)
+        assert "UserError" in probe.stdout and "another process" in probe.stdout
+    assert not is_locked(d)
+    write_json_atomic(d / "metrics.json", {"a": 1})
+    mode = stat.S_IMODE((d / "metrics.json").stat().st_mode)
+    assert mode & stat.S_IROTH and mode & stat.S_IRGRP
