@@ -80,6 +80,8 @@ def _report(args) -> None:
     from .report import generate
 
     report, paths = generate(args.runs, args.out, "README.md" if args.readme else None)
+    for skipped in report.skipped:
+        print(f"fer-bench: warning: skipped an unreadable results file: {skipped}", file=sys.stderr)
     print(f"{len(report.units)} run(s), {len(report.summary)} claim(s), {len(report.findings)} audit finding(s) -> "
           f"{paths['report']}, {paths['summary']}, {paths['figures']}/" + (" and README.md" if args.readme else ""))
 
@@ -96,17 +98,15 @@ def _data(args) -> None:
         for split, per in counts.items():
             print(f"{split:<12}" + "".join(f"{n:>9}" for n in (*per.values(), sum(per.values()))))
         return
-    from .data_audit import audit, write_audit
-    from .results import write_json_atomic
+    from .data_audit import audit, save_audit
 
     rows, summary = audit(ds)
     out = Path(args.out)
     try:
-        write_audit(rows, out / "pairs.csv")
-        write_json_atomic(out / "summary.json", {"dataset": {"format": ds.format, "fingerprint": ds.fingerprint},
-                                                 "counts": summary})
+        save_audit(out, rows, {"dataset": {"format": ds.format, "fingerprint": ds.fingerprint}, "counts": summary})
     except OSError as e:
-        raise UserError(f"Cannot write the audit to {out}: {e.strerror}. Choose a writable --out.") from None
+        raise UserError(f"Cannot write the audit to {out}: {e.strerror or e}. Free some space or choose a writable "
+                        "--out; the audit already there, if any, is left as it was.") from None
     for key, n in summary.items():
         print(f"{n:>7}  {key}")
     print(f"pairs: {out / 'pairs.csv'}; summary: {out / 'summary.json'}")

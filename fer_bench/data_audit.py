@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
+import secrets
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
@@ -96,3 +99,20 @@ def write_audit(rows: list[dict], path: Path) -> None:
         w = csv.DictWriter(f, fieldnames=["kind", "index_a", "split_a", "label_a", "index_b", "split_b", "label_b"])
         w.writeheader()
         w.writerows(rows)
+
+
+def save_audit(out: Path, rows: list[dict], summary: dict) -> None:
+    """OUT/pairs.csv and OUT/summary.json, both or neither: each is written aside, and both are renamed into place
+    only when both are written, so a failure (full disk, Ctrl-C) leaves the previous audit whole."""
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmps = {name: out / f".{name}.{tag}.tmp" for name in ("pairs.csv", "summary.json")}
+    try:
+        write_audit(rows, tmps["pairs.csv"])
+        with open(tmps["summary.json"], "x") as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
+        for name, tmp in tmps.items():
+            os.replace(tmp, out / name)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)

@@ -65,14 +65,59 @@ def load_runs(runs_dir: str | Path) -> tuple[list[dict], list[str]]:
     for path in sorted(Path(runs_dir).glob("runs/*/*/*/metrics.json")):
         try:
             d = json.loads(path.read_text())
-            if not isinstance(d, dict) or not {"paper", "model", "splits"} <= set(d):
-                raise ValueError("not a fer-bench metrics.json (paper, model or splits missing)")
+            _check_record(d)
         except (OSError, ValueError) as e:
             skipped.append(f"{path}: {e}")
             continue
         d["_path"] = str(path)
         runs.append(d)
     return _pool_folds(runs), skipped
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_record(d) -> None:
+    """ValueError saying why ``d`` is not a metrics.json the report can use (the report then lists it as
+    unreadable instead of counting it or failing on it)."""
+    if not isinstance(d, dict) or not {"paper", "model", "splits"} <= set(d):
+        raise ValueError("not a fer-bench metrics.json (paper, model or splits missing)")
+    if not (isinstance(d["paper"], str) and isinstance(d["model"], str)):
+        raise ValueError("paper and model must be names (strings)")
+    _check_splits(d["splits"], "splits")
+    last = d.get("last_epoch")
+    if last is not None:
+        if not isinstance(last, dict):
+            raise ValueError(f"last_epoch is a {type(last).__name__}, not a mapping")
+        _check_splits(last.get("splits") or {}, "last_epoch.splits")
+
+
+def _check_splits(splits, where: str) -> None:
+    """Each split a mapping of metrics; accuracies and macro-F1 numbers in [0, 1]; a numeric confusion matrix."""
+    if not isinstance(splits, dict):
+        raise ValueError(f"{where} is a {type(splits).__name__}, not a mapping of split names to metrics")
+    for name, m in splits.items():
+        at = f"{where}.{name}"
+        if not isinstance(m, dict):
+            raise ValueError(f"{at} is a {type(m).__name__}, not a mapping of metrics")
+        fractions = {"accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1")}
+        per_class = m.get("per_class_accuracy")
+        if per_class is not None:
+            if not isinstance(per_class, dict):
+                raise ValueError(f"{at}.per_class_accuracy is not a mapping of classes to accuracies")
+            fractions |= {f"per_class_accuracy.{c}": v for c, v in per_class.items()}
+        for key, v in fractions.items():
+            if v is not None and not (_is_number(v) and 0 <= v <= 1):
+                raise ValueError(f"{at}.{key} is {v!r}, not a number in [0, 1]")
+        for key in ("loss", "n"):
+            if m.get(key) is not None and not _is_number(m[key]):
+                raise ValueError(f"{at}.{key} is {m[key]!r}, not a number")
+        cm = m.get("confusion_matrix")
+        if cm is not None and not (isinstance(cm, list) and all(isinstance(r, list) and len(r) == len(cm)
+                                                                and all(_is_number(x) and x >= 0 for x in r)
+                                                                for r in cm)):
+            raise ValueError(f"{at}.confusion_matrix is not a square matrix of counts")
 
 
 def _pool_folds(runs: list[dict]) -> list[dict]:

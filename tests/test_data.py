@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import synthetic_arrays, write_csv, write_folder
 from fer_bench.data import CLASSES, SPLITS, detect_format, load_fer2013
@@ -59,6 +60,8 @@ def test_format_is_detected_from_the_path(tmp_path, tiny_csv, tiny_folder):
     ("2," + " ".join(["0"] * 2304) + ",Holdout", "Usage"),  # unknown split
     ("2," + " ".join(["300"] * 2304) + ",Training", "0-255"),
     ("2," + " ".join(["x"] * 2304) + ",Training", "integers"),
+    ("2," + " ".join(["99999999999999999999"] * 2304) + ",Training", "integers 0-255, found '9999"),  # > int64
+    ("2," + " ".join(["1.5"] * 2304) + ",Training", "found '1.5'"),
 ])
 def test_malformed_csv_row_names_the_line(tiny_csv, bad_row, message):
     lines = tiny_csv.read_text().splitlines()
@@ -126,6 +129,121 @@ def test_damaged_cache_is_rebuilt(tiny_csv):
     (cached,) = cache_dir().glob("*.pt")
     cached.write_bytes(b"garbage")
     assert load_fer2013(tiny_csv).images.shape[0] == 63
+
+
+def test_16_bit_png_is_converted_not_wrapped(tmp_path):
+    write_folder(tmp_path / "d", per_class=1)
+    files = sorted((tmp_path / "d").glob("*/*/*.png"))
+    expected = _records(*synthetic_arrays(per_class=1))
+    for f in files[:2]:  # the same images, 16 bits deep (8-bit v is 257 v in 16 bits)
+        Image.fromarray(np.asarray(Image.open(f)).astype(np.uint16) * 257).save(f)
+    assert Image.open(files[0]).mode == "I;16"
+    ds = load_fer2013(tmp_path / "d")
+    assert _records(ds.images.numpy(), ds.labels, ds.splits) == expected
+    Image.fromarray(np.full((48, 48), 300, dtype=np.uint16)).save(files[0])  # 300/65535: dark, not 300 % 256 = 44
+    assert (load_fer2013(tmp_path / "d").images == 1).all(dim=(1, 2)).sum() == 1
+
+
+def test_system_files_in_class_folders_are_skipped(tmp_path):
+    write_folder(tmp_path / "d", per_class=1)
+    for cls in ("train/happy", "test/sad"):
+        folder = tmp_path / "d" / cls
+        for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "._Training_0.png", "._PublicTest_9.png"):
+            (folder / junk).write_bytes(b"\0\5\26\7 not an image")
+        (folder / ".ipynb_checkpoints").mkdir()
+        (folder / ".ipynb_checkpoints" / "Training_0-checkpoint.png").write_bytes(b"x")
+    (tmp_path / "d" / "train" / ".ipynb_checkpoints").mkdir()
+    ds = load_fer2013(tmp_path / "d")
+    assert _records(ds.images.numpy(), ds.labels, ds.splits) == _records(*synthetic_arrays(per_class=1))
+
+
+def test_kaggle_icml_face_data_header(tmp_path):
+    write_csv(tmp_path / "fer2013.csv", per_class=1)
+    rows = [line.split(",") for line in (tmp_path / "fer2013.csv").read_text().splitlines()[1:]]
+    icml = tmp_path / "icml_face_data.csv"
+    icml.write_text("emotion, Usage, pixels\n" + "".join(f"{e}, {u}, {p}\n" for e, p, u in rows))
+    for path in (icml, tmp_path):  # the file, or a folder holding it
+        ds = load_fer2013(path)
+        assert _records(ds.images.numpy(), ds.labels, ds.splits) == _records(*synthetic_arrays(per_class=1))
+
+
+def test_unreadable_class_folder_or_image_is_named(tiny_folder, monkeypatch):
+    """chmod 0 does not stop root (tests/test_bad_inputs.py does it for other users): the errors are simulated."""
+    victim = tiny_folder / "test" / "sad"
+    image = next((tiny_folder / "train" / "fear").iterdir())
+    scandir, read_bytes = os.scandir, Path.read_bytes
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "read_bytes", lambda self: denied(self) if self == image else read_bytes(self))
+    with pytest.raises(DataError, match=f"Cannot read {image}: Permission denied"):
+        load_fer2013(tiny_folder)
+    monkeypatch.setattr(os, "scandir", lambda path: denied(path) if Path(path) == victim else scandir(path))
+    with pytest.raises(DataError, match=f"Cannot list the folder {victim}: Permission denied"):
+        load_fer2013(tiny_folder)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"),
+                                   OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_cache_that_cannot_be_written_is_skipped_and_leaves_nothing(tiny_csv, monkeypatch, capsys, error):
+    """A full disk makes torch.save raise RuntimeError; Ctrl-C stops the load; neither leaves a temporary file."""
+    from fer_bench.data import cache_dir
+
+    def save(obj, f):
+        f.write(b"PK\3\4 half a cache")
+        raise error
+
+    monkeypatch.setattr(torch, "save", save)
+    if isinstance(error, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            load_fer2013(tiny_csv)
+    else:
+        assert load_fer2013(tiny_csv).images.shape[0] == 63
+        assert capsys.readouterr().err.count("warning: cannot write the dataset cache") == 1
+    assert list(cache_dir().iterdir()) == []
+
+
+def test_folder_reached_through_symlinks_is_reread_when_its_files_change(tmp_path, monkeypatch):
+    """train/ and test/ are symlinks (e.g. to a shared copy): the cache key follows them to the files read."""
+    import shutil
+
+    write_folder(tmp_path / "real", per_class=1)
+    (tmp_path / "d").mkdir()
+    for part in ("train", "test"):
+        (tmp_path / "d" / part).symlink_to(tmp_path / "real" / part, target_is_directory=True)
+    first = load_fer2013(tmp_path / "d")
+    f = next((tmp_path / "real" / "train" / "fear").iterdir())
+    st = f.stat()
+    Image.fromarray(np.full((48, 48), 7, dtype=np.uint8)).save(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with its old modification time
+    changed = load_fer2013(tmp_path / "d")
+    assert changed.fingerprint != first.fingerprint and (changed.images == 7).all(dim=(1, 2)).sum() == 1
+    shutil.copytree(tmp_path / "real" / "test", tmp_path / "copy")  # a copy with one image changed, times kept
+    g = next((tmp_path / "copy" / "sad").iterdir())
+    st = g.stat()
+    Image.fromarray(np.full((48, 48), 9, dtype=np.uint8)).save(g)
+    os.utime(g, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (tmp_path / "d" / "test").unlink()
+    (tmp_path / "d" / "test").symlink_to(tmp_path / "copy", target_is_directory=True)
+    assert (load_fer2013(tmp_path / "d").images == 9).all(dim=(1, 2)).sum() == 1
+
+
+def test_altered_cache_is_not_trusted(tiny_folder, monkeypatch, capsys):
+    import fer_bench.data as data
+
+    first = load_fer2013(tiny_folder)
+    (cached,) = data.cache_dir().glob("*.pt")
+    d = torch.load(cached, weights_only=True)
+    d["images"][5, 10, 10] ^= 1  # one pixel; the stored checksum and fingerprint stay as they were
+    torch.save(d, cached)
+    calls = []
+    real = data.read_folder
+    monkeypatch.setattr(data, "read_folder", lambda root: calls.append(root) or real(root))
+    again = load_fer2013(tiny_folder)
+    assert calls == [tiny_folder] and torch.equal(again.images, first.images)
+    assert again.fingerprint == first.fingerprint and "damaged or was altered" in capsys.readouterr().err
+    assert torch.equal(load_fer2013(tiny_folder).images, first.images) and len(calls) == 1  # rewritten, trusted
 
 
 # ---------------------------------------------------------------- the real FER-2013

@@ -66,6 +66,27 @@ def test_data_cli_info_and_audit(tmp_path, tiny_csv):
     assert r.returncode == 2 and "not found" in r.stderr
 
 
+def test_audit_out_is_both_files_or_neither(tmp_path, tiny_csv, monkeypatch, capsys):
+    """A failure after pairs.csv is written (full disk, Ctrl-C) leaves the previous pairs.csv and summary.json."""
+    import fer_bench.data_audit as data_audit
+    from fer_bench.cli import main
+
+    _write_csv(tmp_path / "planted.csv", _dataset()[0])
+    out = tmp_path / "audit"
+    assert main(["data", "audit", "--data", str(tmp_path / "planted.csv"), "--out", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in ("pairs.csv", "summary.json")}
+    assert before["pairs.csv"].count(b"\n") > 1  # the planted pairs; tiny_csv has none
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data_audit.json, "dumps", full)  # summary.json fails after pairs.csv was written
+    capsys.readouterr()
+    assert main(["data", "audit", "--data", str(tiny_csv), "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old audit whole, no temporary files
+
+
 def _write_csv(path, ds: FER2013) -> None:
     lines = ["emotion,pixels,Usage"] + [f"{int(lab)},{' '.join(map(str, img.flatten().tolist()))},{SPLITS[s]}"
                                         for img, lab, s in zip(ds.images, ds.labels, ds.splits)]

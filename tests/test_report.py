@@ -273,3 +273,36 @@ def test_last_epoch_claims_are_judged_on_the_last_epoch_weights(tmp_path):
 def test_claim_checkpoint_is_validated():
     with pytest.raises(ValueError, match="checkpoint"):
         claim("a", "accuracy", 0.5, "50%", checkpoint="best")
+
+
+def test_unusable_records_are_skipped_listed_and_printed(tmp_path, capsys):
+    """Accuracies outside [0, 1] (or NaN) and splits that are not a mapping: skipped with the reason, in REPORT.md and
+    on the console, never counted and never a crash."""
+    import json
+    import shutil
+
+    from fer_bench.cli import main
+
+    good = FIXTURES / "runs/huang_fpn/resnet50/20260101-000000-s0-huaresscn"
+    shutil.copytree(good, tmp_path / "runs/huang_fpn/resnet50" / good.name)
+    record = json.loads((good / "metrics.json").read_text())
+    bad = {"above_one": {"splits": {"PrivateTest": {**record["splits"]["PrivateTest"], "accuracy": 1.5}}},
+           "nan": {"splits": {"PublicTest": {"n": 10, "accuracy": math.nan}}},
+           "splits_list": {"splits": [0.7, 0.6]},
+           "per_class": {"splits": {"PrivateTest": {"accuracy": 0.5, "per_class_accuracy": {"happy": -0.1}}}},
+           "last_epoch": {"last_epoch": {"epoch": 3, "splits": {"PrivateTest": "0.7"}}}}
+    for name, change in bad.items():
+        (tmp_path / "runs/huang_fpn/resnet50" / name).mkdir()
+        (tmp_path / "runs/huang_fpn/resnet50" / name / "metrics.json").write_text(json.dumps({**record, **change}))
+    rep = rp.build(tmp_path, papers=[get_paper("huang_fpn")])
+    assert list(rep.units.run_id) == [record["run_id"]]
+    reasons = {Path(s.split(": ", 1)[0]).parent.name: s.split(": ", 1)[1] for s in rep.skipped}
+    assert reasons == {"above_one": "splits.PrivateTest.accuracy is 1.5, not a number in [0, 1]",
+                       "nan": "splits.PublicTest.accuracy is nan, not a number in [0, 1]",
+                       "splits_list": "splits is a list, not a mapping of split names to metrics",
+                       "per_class": "splits.PrivateTest.per_class_accuracy.happy is -0.1, not a number in [0, 1]",
+                       "last_epoch": "last_epoch.splits.PrivateTest is a str, not a mapping of metrics"}
+    assert main(["report", "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: skipped") == len(bad) and all(f"{name}/metrics.json" in err for name in bad)
+    assert "Unreadable results files (skipped)" in (tmp_path / "out" / "REPORT.md").read_text()
