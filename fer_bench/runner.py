@@ -231,6 +231,36 @@ def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed:
     return {"full": not reasons, "reasons": reasons}
 
 
+OFFICIAL_SIZES = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}  # FER-2013 as released
+
+
+def data_reasons(dataset) -> list[str]:
+    """Why a FER-2013 copy is not the official release (a partial copy trains and tests on other images)."""
+    if getattr(dataset, "name", "fer2013") != "fer2013":
+        return []
+    sizes = {s: sum(c.values()) for s, c in dataset.counts().items()}
+    if sizes == OFFICIAL_SIZES:
+        return []
+    return ["dataset " + "/".join(f"{n:,}" for n in sizes.values()) + " images (Training/PublicTest/PrivateTest), "
+            "not the official 28,709/3,589/3,589"]
+
+
+def _with_data(b: dict, dataset) -> dict:
+    reasons = b["reasons"] + data_reasons(dataset)
+    return {"full": not reasons, "reasons": reasons}
+
+
+def check_classes(dataset) -> None:
+    """A FER-2013 copy missing a whole class in a split would report that class as 0% accuracy: refused."""
+    if getattr(dataset, "name", "fer2013") != "fer2013":
+        return
+    for split, per in dataset.counts().items():
+        missing = [c for c, n in per.items() if n == 0]
+        if missing:
+            raise UserError(f"The dataset's {split} split has no image of {', '.join(missing)}: a partial copy of "
+                            "FER-2013. Use the complete release (all seven classes in every split).")
+
+
 def _find_resumable(out: Path, paper: str, model: str) -> Path | None:
     """The newest run of this paper/model that did not complete and has a last checkpoint."""
     for run_dir in sorted((out / "runs" / paper / model).glob("*"), reverse=True):
@@ -292,6 +322,7 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
         raise UserError(f"--set exclude_leaked=true: only FER-2013's official test splits have a Training split to "
                         f"leak from; drop it for --dataset {dataset}.")
     dataset_name, dataset = dataset, load_dataset(dataset, data)
+    check_classes(dataset)
     if folds:  # also checks that the folds can be built, before any training
         fold_sets = {m: make_folds(dataset.labels, folds, cfgs[m]["folds_by"], dataset.subjects,
                                    cfgs[m]["split_seed"]) for m in models}
@@ -556,7 +587,8 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         **({"leak_check": {"excluded": dm.leaked, "rule": "a test image with an exact (identical pixels) or near "
                            "(equal 64-bit dHash) duplicate in Training is left out of <split>_unleaked; see "
                            "`fer-bench data audit`"}} if dm.leaked else {}),
-        "budget": budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
+        "budget": _with_data(budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
+                             dataset),
         "splits": splits,
         **({"last_epoch": last_epoch} if last_epoch else {}),
         "timing": {"train_s": round(timer.seconds, 3),

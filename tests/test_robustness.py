@@ -190,3 +190,32 @@ def test_a_run_directory_in_use_is_refused_and_results_are_world_readable(tmp_pa
     write_json_atomic(d / "metrics.json", {"a": 1})
     mode = stat.S_IMODE((d / "metrics.json").stat().st_mode)
     assert mode & stat.S_IROTH and mode & stat.S_IRGRP
+
+
+def test_partial_copies_of_fer2013(tmp_path):
+    """A copy missing a class is refused (it would report that class as 0%); one with other split sizes is never a
+    full budget."""
+    from fer_bench.data import load_fer2013
+    from fer_bench.errors import UserError
+    from fer_bench.runner import _with_data, check_classes, data_reasons
+
+    path = tmp_path / "fer2013.csv"
+    write_csv(path, per_class=2)
+    ds = load_fer2013(path, use_cache=False)
+    check_classes(ds)  # all seven classes in every split
+    assert data_reasons(ds) == ["dataset 14/14/14 images (Training/PublicTest/PrivateTest), not the official "
+                                "28,709/3,589/3,589"]
+    assert _with_data({"full": True, "reasons": []}, ds) == {"full": False, "reasons": data_reasons(ds)}
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [l for l in lines[1:] if not l.startswith("1,")]) + "\n")  # no disgust
+    with pytest.raises(UserError, match="no image of disgust"):
+        check_classes(load_fer2013(path, use_cache=False))
+
+
+def test_the_real_release_is_a_full_dataset(real_data):
+    from fer_bench.data import load_fer2013
+    from fer_bench.runner import check_classes, data_reasons
+
+    ds = load_fer2013(real_data)
+    check_classes(ds)
+    assert data_reasons(ds) == []
