@@ -245,8 +245,13 @@ def data_reasons(dataset) -> list[str]:
             "not the official 28,709/3,589/3,589"]
 
 
-def _with_data(b: dict, dataset) -> dict:
+def _with_data(b: dict, dataset, trainer=None) -> dict:
     reasons = b["reasons"] + data_reasons(dataset)
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    if trainer is not None and trainer.world_size > 1 and any(
+            isinstance(m, bn) and not isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.lightning_module.modules()):
+        reasons.append(f"BatchNorm statistics over each of {trainer.world_size} ranks' share of the batch "
+                       "(no SyncBatchNorm on CPUs)")
     return {"full": not reasons, "reasons": reasons}
 
 
@@ -478,6 +483,14 @@ def cv_summary(fold_results: list[dict]) -> dict:
     }
 
 
+def _sync_batchnorm(accelerator: str, devices, num_nodes: int) -> bool:
+    """BatchNorm over the global batch (SyncBatchNorm) when several GPUs share it; PyTorch has no CPU SyncBatchNorm,
+    so DDP on CPUs normalises over each rank's share (recorded in the budget)."""
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    several = num_nodes > 1 or devices == "auto" or (isinstance(devices, int) and devices > 1)
+    return gpu and several
+
+
 def _cluster_plugins() -> list:
     """Under SLURM, Lightning's own requeue (an hpc_ckpt_*.ckpt that later runs would silently load) is off:
     fer-bench resumes from its run directory's checkpoints instead (`fer-bench reproduce` under sbatch --requeue)."""
@@ -543,7 +556,8 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                    *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10, default_root_dir=run_dir, plugins=_cluster_plugins())
+        log_every_n_steps=10, default_root_dir=run_dir, plugins=_cluster_plugins(),
+        sync_batchnorm=_sync_batchnorm(accelerator, devices, num_nodes))
     status, stopped_by = "completed", None
     splits, last_epoch, eval_s = {}, None, 0.0
     try:
@@ -588,7 +602,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                            "(equal 64-bit dHash) duplicate in Training is left out of <split>_unleaked; see "
                            "`fer-bench data audit`"}} if dm.leaked else {}),
         "budget": _with_data(budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
-                             dataset),
+                             dataset, trainer),
         "splits": splits,
         **({"last_epoch": last_epoch} if last_epoch else {}),
         "timing": {"train_s": round(timer.seconds, 3),

@@ -191,6 +191,9 @@ class FERDataModule(L.LightningDataModule):
     def _loader(self, ds, batch_size, shuffle):
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        if len(ds) < world:
+            raise UserError(f"An evaluation or training split holds {len(ds)} image(s), fewer than the {world} "
+                            "processes that would share it: use fewer devices or a larger split.")
         fit = t.fit_loop if t is not None else None
         sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world,
                            epoch_fn=(lambda: fit.epoch_progress.current.processed) if fit else None,
@@ -200,7 +203,13 @@ class FERDataModule(L.LightningDataModule):
                                                              pin_memory=pin)
 
     def train_dataloader(self):
-        return self._loader(self.train_set, self.cfg["batch_size"], shuffle=True)
+        # the recipe's batch is the global batch: under DDP each of the ranks takes its share, so the optimiser sees
+        # the paper's batch size at the paper's learning rate
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.cfg["batch_size"] % world:
+            raise UserError(f"batch_size={self.cfg['batch_size']} cannot be shared equally by {world} processes: "
+                            f"use a number of devices that divides it.")
+        return self._loader(self.train_set, self.cfg["batch_size"] // world, shuffle=True)
 
     def val_dataloader(self):
         return self._loader(self.val_set, self.cfg["eval_batch_size"], shuffle=False)
@@ -252,7 +261,8 @@ class FERClassifier(L.LightningModule):
         if train and self.seed is not None:
             # before the step's first random draw: its augmentation and dropout come from (seed, step) alone, the
             # same whether or not the run was interrupted and resumed before it
-            torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step)
+            # (and the rank: DDP ranks draw different augmentation and dropout; rank 0 draws what one process would)
+            torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step + self.trainer.global_rank * 2**40)
         return preprocess(x, self.cfg, train, *self.norm), y
 
     def on_save_checkpoint(self, checkpoint):

@@ -99,6 +99,40 @@ def test_ddp_on_two_cpu_processes_counts_every_test_image_once(data, tmp_path):
     assert {k: v["n"] for k, v in d["splits"].items()} == {"PrivateTest": 28, "PublicTest": 28}
     for v in d["splits"].values():
         assert [sum(row) for row in v["confusion_matrix"]] == [4] * 7
+    # the recipe's batch of 8 is the global batch: 4 per rank, 3 steps an epoch for 28 training images
+    assert d["config"]["batch_size"] == 8
+    log = (Path(_path(tmp_path)).parent / "logs" / "metrics.csv").read_text().splitlines()
+    assert max(int(line.split(",")[1]) for line in log[1:]) == 2  # steps 0-2 of the one epoch
+    assert any("ranks' share of the batch" in r for r in d["budget"]["reasons"])  # no SyncBatchNorm on CPUs
+
+
+def _path(out: Path) -> Path:
+    (path,) = out.glob("runs/*/*/*/metrics.json")
+    return path
+
+
+def test_ranks_draw_different_randomness_and_share_the_batch(monkeypatch):
+    """Under DDP each rank takes batch/world images and seeds its step from (seed, step, rank); rank 0 seeds what a
+    single process seeds."""
+    import torch
+    from types import SimpleNamespace
+
+    from fer_bench.runner import resolve_config
+    from fer_bench.training import FERClassifier, FERDataModule
+
+    cfg = resolve_config("huang_fpn", "resnet50", "smoke", None, ["batch_size=8"])
+    seeds = []
+    monkeypatch.setattr(torch, "manual_seed", lambda s: seeds.append(s))
+    for rank in (0, 1):
+        m = FERClassifier(torch.nn.Identity(), cfg, seed=3)
+        object.__setattr__(m, "_trainer", SimpleNamespace(training=True, global_step=5, global_rank=rank))
+        m.on_after_batch_transfer((torch.zeros(1, 48, 48, dtype=torch.uint8), torch.zeros(1)), 0)
+    assert seeds == [3 * 1_000_003 + 5, 3 * 1_000_003 + 5 + 2**40]
+    dm = FERDataModule.__new__(FERDataModule)
+    dm.cfg = cfg
+    object.__setattr__(dm, "trainer", SimpleNamespace(world_size=3))
+    with pytest.raises(Exception, match="shared equally by 3"):
+        dm.train_dataloader()
 
 
 def test_concurrent_runs_get_distinct_run_directories(data, tmp_path):
@@ -219,3 +253,17 @@ def test_the_real_release_is_a_full_dataset(real_data):
     ds = load_fer2013(real_data)
     check_classes(ds)
     assert data_reasons(ds) == []
+
+
+def test_a_split_smaller_than_the_ranks_is_a_clear_error():
+    import torch
+    from types import SimpleNamespace
+
+    from fer_bench.errors import UserError
+    from fer_bench.training import FERDataModule, _TensorBatches
+
+    dm = FERDataModule.__new__(FERDataModule)
+    dm.seed = 0
+    object.__setattr__(dm, "trainer", SimpleNamespace(global_rank=0, world_size=3))
+    with pytest.raises(UserError, match="holds 2 image"):
+        dm._loader(_TensorBatches(torch.zeros(2, 48, 48, dtype=torch.uint8), torch.zeros(2)), 8, shuffle=False)
