@@ -98,7 +98,9 @@ def test_malformed_data_and_unwritable_output_exit_2(tmp_path, tiny_csv):
     blocker.write_text("x")
     good = tmp_path / "good.csv"
     good.write_text("\n".join(lines) + "\n")
-    r = cli("run", "--paper", "huang_fpn", "--data", str(good), "--out", str(blocker / "sub"))
+    # (huang's paper profile starts from ImageNet weights: offline that would stop it first)
+    r = cli("run", "--paper", "huang_fpn", "--data", str(good), "--out", str(blocker / "sub"), "--set",
+            "pretrained=false")
     assert r.returncode == 2 and "Cannot write results" in r.stderr and "Traceback" not in r.stderr
 
 
