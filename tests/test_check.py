@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from fer_bench.check import REFERENCE, TOLERANCE, compare, validate_papers
+from fer_bench.check import REFERENCE, TOLERANCE, compare, smoke_values, validate_papers
 from fer_bench.registry import get_paper, list_papers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +29,41 @@ def test_committed_reference_has_every_models_parameter_count():
         paper = get_paper(pid)
         for model in paper.models:
             assert ref["params"][f"{pid}/{model}"] == paper.num_params(model), f"{pid}/{model}"
-    assert ref["smoke"], "no smoke reference values"
-    for key, splits in ref["smoke"].items():
-        assert set(splits) == {"PrivateTest", "PublicTest"}, key
+    kinds = smoke_values(ref)
+    assert kinds, "no smoke reference values"
+    everywhere = set()
+    for kind, entry in kinds.items():
+        for key, splits in entry["values"].items():
+            assert set(splits) == {"PrivateTest", "PublicTest"}, (kind, key)
+            everywhere.add(key)
+    # every model has a reference on at least one kind of CPU
+    assert everywhere == {f"{pid}/{m}" for pid in list_papers() for m in get_paper(pid).models}
+
+
+def test_check_compares_with_this_cpu_kinds_values_only(monkeypatch, tmp_path, capsys):
+    """Another CPU kind's values are not a reference here (its rounding flips near-chance smoke models); a model
+    with no value on any kind fails."""
+    import fer_bench.check as chk
+
+    monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX512")
+    split = {"accuracy": 0.25, "loss": 2.0}
+    measured = {"PrivateTest": split, "PublicTest": split}
+    monkeypatch.setattr(chk, "_smoke", lambda *a, **k: {"splits": measured, "timing": {"train_s": 1, "eval_s": 1}})
+    ref = json.loads((ROOT / REFERENCE).read_text())
+    far = {"PrivateTest": {"accuracy": 0.10, "loss": 9.0}, "PublicTest": {"accuracy": 0.10, "loss": 9.0}}
+    key = "miao_presnet_vgg/presnet"
+    ref["smoke"] = {"AVX2": {"software": {}, "values": {key: far}}}
+    reference = tmp_path / "smoke.json"
+    reference.write_text(json.dumps(ref))
+    assert chk.check(None, reference, only=[key]) == 0  # only another kind's value: noted, not failed
+    assert "no reference for CPU kind AVX512" in capsys.readouterr().out
+    ref["smoke"]["AVX512"] = {"software": {}, "values": {key: far}}
+    reference.write_text(json.dumps(ref))
+    assert chk.check(None, reference, only=[key]) == 1  # this kind's value, far off: a regression
+    ref["smoke"] = {"AVX512": {"software": {}, "values": {}}}
+    reference.write_text(json.dumps(ref))
+    assert chk.check(None, reference, only=[key]) == 1  # no value anywhere: fails
+    assert "no reference value on any CPU" in capsys.readouterr().out
 
 
 def test_default_precision_follows_the_hardware(monkeypatch):
