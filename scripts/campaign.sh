@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reproduction campaign (results/plan.toml) on a machine whose working periods end: the code is a clone pinned
 # at one commit (so a run never changes code half-way), with its own venv; checkpoints and results live outside the
-# work tree, in $CAMPAIGN_DIR (default /work/campaign).
+# work tree, in $CAMPAIGN_DIR (default: campaign/ beside the checkout).
 #
 #   scripts/campaign.sh run COMMIT H:MM:SS   continue the plan at COMMIT until the time limit (then exit 0)
 #   scripts/campaign.sh status               where every planned run stands
@@ -11,7 +11,7 @@
 # set CAMPAIGN_FORCE=1 knowing that the rest of that run would train with other code.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-DIR=${CAMPAIGN_DIR:-/work/campaign}
+DIR=${CAMPAIGN_DIR:-$(cd "$REPO/.." && pwd)/campaign}
 DATA=${FER_BENCH_DATA:-$(cd "$REPO/../shared/datasets/fer2013" && pwd)}
 FB="$DIR/venv/bin/fer-bench"
 
