@@ -41,13 +41,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import tta
-from .augment import preprocess
+from .augment import pipeline, preprocess
 from .data import SPLITS, detect_format, load_fer2013, resolve_data_path
 from .errors import UserError
-from .registry import get_paper
+from papers import get_paper
 from .results import device_name, software
 from .runner import default_precision, resolve_config
-from .training import FERClassifier, FERDataModule, default_optimizers
+from .training import FERClassifier, FERDataModule, optimizers
 
 PIPELINES = ("pure", "fer_bench", "conventional")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -101,7 +101,7 @@ class _Plain:
             self.net = self.net.to(memory_format=torch.channels_last)
         if cfg["compile"]:
             self.net.compile()
-        opt = default_optimizers(self.net.parameters(), cfg)
+        opt = optimizers(self.net.parameters(), cfg)
         self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
         self.cfg, self.device, self.precision = cfg, device, precision
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
@@ -174,7 +174,7 @@ def step_costs(paper, model: str, cfg: dict, norm, n: int = 2) -> dict:
     """FLOPs per image, and ATen operators per batch, of a training step (forward and backward of the training
     views, then the optimiser step) and of an evaluation batch (forward of the test-time views)."""
     net = paper.build(model, cfg)
-    opt = default_optimizers(net.parameters(), cfg)
+    opt = optimizers(net.parameters(), cfg)
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     for group in opt.param_groups:  # the multi-tensor optimiser step PyTorch picks on a GPU (on a CPU: one per tensor)
         group["foreach"] = True
@@ -220,7 +220,7 @@ def _fer_bench(paper, model: str, cfg: dict, data, steps: int, warmup: int, devi
     dm = FERDataModule(data, cfg, seed=0)
     dm.setup()
     torch.manual_seed(0)
-    module = FERClassifier(paper.build(model, cfg), cfg, dm.norm, paper.configure_optimizers, seed=0)
+    module = FERClassifier(paper.build(model, cfg), cfg, dm.norm, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         clock = _BatchClock(device, warmup)
         trainer = L.Trainer(accelerator=device.type, devices=1, precision=precision, max_epochs=1,
@@ -232,28 +232,11 @@ def _fer_bench(paper, model: str, cfg: dict, data, steps: int, warmup: int, devi
 
 
 def conventional_transforms(cfg: dict, train: bool):
-    """The recipe as the usual torchvision per-image PIL transforms (resize first, then augment)."""
+    """The recipe as the usual per-image torchvision transforms (PIL, then tensors after ToTensor): the gray
+    image with ``channels`` channels, then each stage of ``fer_bench.augment.pipeline``'s own torchvision
+    equivalent, in the same order (an image's ten crops come out as one 10 x C x s x s tensor)."""
     T = torchvision.transforms
-    size, c = cfg["input_size"], cfg["channels"]
-    tf = [T.Grayscale(c)] + ([T.Resize(size)] if size != 48 else [])
-    tail = [T.ToTensor(), T.Normalize([0.5] * c, [0.5] * c)]
-    crop = cfg.get("crop_size", 0)
-    if not train:
-        return T.Compose(tf + ([T.CenterCrop(crop)] if crop else []) + tail)
-    if cfg["aug_hflip"]:
-        tf.append(T.RandomHorizontalFlip())
-    if cfg.get("aug_resized_crop_min", 0) > 0:
-        tf.append(T.RandomResizedCrop(size, scale=(cfg["aug_resized_crop_min"], cfg["aug_resized_crop_max"])))
-    if cfg["aug_rotation"] or cfg["aug_scale"] or cfg["aug_translate"] or cfg["aug_shear"]:
-        t, s = cfg["aug_translate"], cfg["aug_scale"]
-        affine = T.RandomAffine(cfg["aug_rotation"], translate=(t, t) if t else None,
-                                scale=(1 - s, 1 + s) if s else None, shear=cfg["aug_shear"] or None)
-        tf.append(T.RandomApply([affine], p=cfg["aug_affine_p"]) if cfg["aug_affine_p"] < 1 else affine)
-    tail += [T.RandomErasing(cfg["aug_erasing"])] if cfg["aug_erasing"] else []
-    if crop and cfg.get("train_views") == "tencrop":
-        per_crop = T.Compose(tail)
-        return T.Compose(tf + [T.TenCrop(crop), T.Lambda(lambda crops: torch.stack([per_crop(v) for v in crops]))])
-    return T.Compose(tf + ([T.RandomCrop(crop)] if crop else []) + tail)
+    return T.Compose([T.Grayscale(cfg["channels"])] + [stage.torchvision() for stage in pipeline(cfg, train, 0.5, 0.5)])
 
 
 def _conventional_loaders(data_path: Path, cfg: dict, steps: int, warmup: int, workers: int, pin: bool):

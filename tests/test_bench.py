@@ -4,12 +4,13 @@ import csv
 
 import pytest
 import torch
+import torchvision
 
 from conftest import cli, write_csv, write_folder
 from fer_bench.cli import main
 from fer_bench.runner import default_precision
 from fer_bench.bench import COLUMNS, PIPELINES, _Clock, _median, conventional_transforms, step_costs, views_per_image
-from fer_bench.registry import get_paper
+from papers import get_paper
 from fer_bench.runner import resolve_config
 from fer_bench.training import FERClassifier
 
@@ -106,9 +107,26 @@ def test_conventional_transforms_give_the_recipes_tensors():
     vgg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, [])
     assert conventional_transforms(vgg, train=True)(img).shape == (10, 1, 40, 40)  # ten crops, each a sample
     assert views_per_image(vgg) == 10 and views_per_image({**vgg, "train_views": "one"}) == 1
-    assert conventional_transforms(vgg, train=False)(img).shape == (1, 40, 40)  # the center crop
+    assert conventional_transforms(vgg, train=False)(img).shape == (1, 48, 48)  # tta cuts the views, as in fer_bench
     huang = resolve_config("huang_fpn", "resnet50_fpn", "paper", None, [])
     assert conventional_transforms(huang, train=True)(img).shape == (3, 512, 512)
+
+
+def test_conventional_transforms_are_the_recipes_stages_rotation_included():
+    T = torchvision.transforms
+    vgg = resolve_config("nurmakhan_vgg", "vggnet", "paper", None, [])
+    tf = conventional_transforms(vgg, train=True).transforms
+    assert [type(t) for t in tf[:5]] == [T.Grayscale, T.RandomHorizontalFlip, T.RandomResizedCrop, T.RandomApply,
+                                         T.RandomApply]
+    translate, rotate = tf[3], tf[4]  # their RandomApply([RandomAffine(0, translate=...)]) and ([RandomRotation(10)])
+    assert translate.p == 0.5 and isinstance(translate.transforms[0], T.RandomAffine)
+    assert translate.transforms[0].translate == (0.2, 0.2) and translate.transforms[0].degrees == [0.0, 0.0]
+    assert rotate.p == 0.5 and isinstance(rotate.transforms[0], T.RandomRotation)
+    assert rotate.transforms[0].degrees == [-10.0, 10.0]
+    assert tf[2].scale == (0.8, 1.2) and tf[2].size == (48, 48)
+    huang = resolve_config("huang_fpn", "resnet50_fpn", "paper", None, [])
+    affine = conventional_transforms(huang, train=True).transforms[2]  # one warp, rotation and scaling, p=1
+    assert isinstance(affine, T.RandomAffine) and affine.degrees == [-10.0, 10.0] and affine.scale == (0.9, 1.1)
 
 
 def test_rounds_take_turns_and_report_the_median(folder, tmp_path):

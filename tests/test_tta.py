@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import cli, synthetic_arrays
 from fer_bench import UserError, tta
-from fer_bench.augment import preprocess, random_resized_crop, ten_crop
+from fer_bench.augment import ResizedCrop, preprocess, ten_crop
 from fer_bench.config import DEFAULTS, apply_overrides
 from fer_bench.data import FER2013
 from fer_bench.training import EVAL_SPLITS, FERClassifier, FERDataModule
@@ -168,9 +168,9 @@ def test_tencrop_training_views_are_all_ten_crops_of_each_image():
 def test_random_resized_crop_geometry():
     ramp = torch.arange(48.0).expand(48, 48)  # value = column index
     x = torch.stack([ramp, ramp.T]).repeat(50, 1, 1)[:, None]  # column ramps and row ramps
-    assert torch.allclose(random_resized_crop(x, (1.0, 1.0), (1.0, 1.0)), x, atol=1e-4)  # the whole image
-    assert torch.allclose(random_resized_crop(x, (2.0, 2.0), (1.0, 1.0)), x, atol=1e-4)  # never fits: fallback
-    out = random_resized_crop(x, (0.25, 0.25), (1.0, 1.0))  # a 24x24 box, resized back to 48x48
+    assert torch.allclose(ResizedCrop((1.0, 1.0), (1.0, 1.0))(x), x, atol=1e-4)  # the whole image
+    assert torch.allclose(ResizedCrop((2.0, 2.0), (1.0, 1.0))(x), x, atol=1e-4)  # never fits: fallback
+    out = ResizedCrop((0.25, 0.25), (1.0, 1.0))(x)  # a 24x24 box, resized back to 48x48
     profile = torch.cat([out[0::2, 0, 24, 4:44], out[1::2, 0, 4:44, 24]])
     assert torch.allclose(profile.diff(dim=-1), torch.full((100, 39), 0.5), atol=1e-4)  # zoom x2
     start = profile[:, 0] - 1.75  # output pixel 4 samples input (4 + 0.5) / 2 - 0.5 = 1.75 past the box's edge
