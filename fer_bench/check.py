@@ -1,11 +1,15 @@
 """`fer-bench check`: the CI reproducibility check.
 
 1. every registered paper validates: models build, parameter counts equal the reference,
-   claims are complete;
+   claims are complete, every model has a smoke reference value on some CPU kind (else the
+   failure names the command that measures it);
 2. the smoke profile of every model runs on the real data (deterministic mode, seed 0);
 3. one run is repeated and must give identical metrics;
 4. smoke metrics are compared with the reference values committed in
    results/reference/smoke.json, within TOLERANCE.
+
+``--update`` writes the measured values of this CPU kind, each with the code version that measured it
+(``measured_with``); with ``--only`` every other value keeps its value, parameter count and record.
 
 Exit status 0 when all pass, 1 on any regression (2 stays reserved for bad input).
 """
@@ -17,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
-from .registry import get_paper, list_papers
+from papers import get_paper, list_papers
 from .results import software, write_json_atomic
 
 REFERENCE = Path("results/reference/smoke.json")
@@ -72,13 +76,51 @@ def cpu_kind() -> str:
     return kind
 
 
-def smoke_values(ref: dict) -> dict:
-    """{cpu kind: {"software": ..., "values": {model: splits}}}; a reference from before CPU kinds were kept (values
-    keyed by model) was measured on the AVX2 machine."""
+def _kinds(ref: dict) -> dict:
+    """The reference's per-CPU-kind entries as stored: {kind: {"values": {model: splits}, "measured_with": {model:
+    software}, "software": ...}}. A reference from before CPU kinds were kept (values keyed by model) was measured
+    on the AVX2 machine."""
     smoke = ref.get("smoke", {})
     if smoke and all("/" in k for k in smoke):
         return {"AVX2": {"software": ref.get("software", {}), "values": smoke}}
     return smoke
+
+
+def smoke_values(ref: dict) -> dict:
+    """{cpu kind: {"values": {model: splits}, "measured_with": {model: software}}}: each value with the code
+    version (python, torch, lightning, fer_bench, git_sha) that measured it. ``measured_with`` is kept per model
+    since `--update --only` re-measures some models and leaves the others' values, and their record, as they
+    were; a model measured before that (a kind-level ``software`` only) gets the kind's record, the last
+    ``--update`` on that kind."""
+    out = {}
+    for kind, entry in _kinds(ref).items():
+        legacy, own = entry.get("software", {}), entry.get("measured_with", {})
+        values = entry.get("values", {})
+        out[kind] = {"values": values, "measured_with": {k: own.get(k, legacy) for k in values}}
+    return out
+
+
+def _updated(entry: dict, measured: dict, versions: dict) -> dict:
+    """A kind's stored entry with ``measured`` values and their code ``versions`` replacing those models' values and
+    records; every other model keeps its value and record untouched. The kind-level ``software`` of an older
+    reference stays while some value still relies on it."""
+    values = {**entry.get("values", {}), **measured}
+    measured_with = {**entry.get("measured_with", {}), **versions}
+    out = {"values": values, "measured_with": measured_with}
+    if "software" in entry and any(k not in measured_with for k in values):
+        out["software"] = entry["software"]
+    return out
+
+
+def measure_command(key: str, data=None, reference: Path = REFERENCE) -> str:
+    """The command that measures ``key``'s reference values on this machine."""
+    return (f"fer-bench check --update --only {key} --data {data or '../shared/datasets/fer2013'}"
+            + ("" if Path(reference) == REFERENCE else f" --reference {reference}"))
+
+
+def _missing(key: str, data, reference: Path) -> str:
+    return (f"no smoke reference value on any CPU kind: measure it on the real FER-2013 with `"
+            f"{measure_command(key, data, reference)}` and commit {reference}")
 
 
 def _summary(d: dict) -> dict:
@@ -108,16 +150,25 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
     for problem in validate_papers():
         print("  FAIL", *problem)
         failures += 1
-    for key, n in params.items():
-        want = ref["params"].get(key)
-        ok = update or want == n
-        failures += not ok
-        print(f"  {'ok  ' if ok else 'FAIL'} {key:<40} {n:>12,} params" + ("" if ok else f" (reference {want})"))
-
     keys = [k for k in params if not only or any(k == o or k.startswith(o.rstrip("/") + "/") for o in only)]
     if not keys:
         raise UserError(f"--only {' '.join(only)}: no such paper or model; see `fer-bench list`.")
-    measured = {}
+    kind, kinds = cpu_kind(), smoke_values(ref)
+    somewhere = {k for entry in kinds.values() for k in entry["values"]}
+    for key, n in params.items():
+        want = ref["params"].get(key)
+        fresh = update and key in keys  # measured now: its count and smoke values are recorded anew
+        if key not in somewhere and not fresh:  # e.g. a new paper's model: nothing to compare its smoke run with
+            failures += 1
+            print(f"  FAIL {key:<40} {n:>12,} params; {_missing(key, data, reference)}")
+            continue
+        # another model's count must still equal the reference's: its smoke values were measured with that network
+        ok = fresh or want == n
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {key:<40} {n:>12,} params" + ("" if ok else f" (reference {want}: its "
+              f"smoke values were measured with another network; `{measure_command(key, data, reference)}` "
+              f"re-measures them, then commit {reference})"))
+    measured, versions = {}, {}
     precision = PRECISION if update else ref.get("precision", PRECISION)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"== smoke runs (profile smoke, seed 0, deterministic, precision {precision})")
@@ -125,6 +176,7 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
             pid, model = key.split("/")
             d = _smoke(pid, model, data, out or Path(tmp) / "a", precision)
             measured[key] = _summary(d)
+            versions[key] = d.get("software") or software()  # the code version that measured it
             print(f"  {key:<40} PrivateTest acc {d['splits']['PrivateTest']['accuracy']:.4f}  "
                   f"train {d['timing']['train_s']:.0f}s  eval {d['timing']['eval_s']:.0f}s")
         print("== determinism (first model repeated)")
@@ -134,15 +186,18 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
         failures += not same
         print(f"  {'ok  ' if same else 'FAIL'} {keys[0]}: repeated run {'identical' if same else 'differs'}")
 
-    kind, kinds = cpu_kind(), smoke_values(ref)
     if update:
-        mine = kinds.get(kind, {}).get("values", {})
-        kinds[kind] = {"software": software(), "values": {**mine, **measured}}
+        stored = _kinds(ref)
+        stored[kind] = _updated(stored.get(kind, {}), measured, versions)
+        # parameter counts: those of the models measured now, and of models the reference has none for; another
+        # model keeps its recorded count (that of the network its values were measured with)
+        counts = {k: n if k in keys or k not in ref["params"] else ref["params"][k] for k, n in params.items()}
         write_json_atomic(reference, {"note": "measured by `fer-bench check --update`; smoke profile, seed 0, per CPU "
-                                              "kind (fer_bench.check.cpu_kind)",
-                                      "precision": precision, "tolerance": TOLERANCE, "params": params,
-                                      "smoke": kinds})
-        print(f"== reference updated for CPU kind {kind}: {reference}")
+                                              "kind (fer_bench.check.cpu_kind), each value with the code version "
+                                              "that measured it (measured_with)",
+                                      "precision": precision, "tolerance": TOLERANCE, "params": counts,
+                                      "smoke": stored})
+        print(f"== reference updated for CPU kind {kind}: {', '.join(measured)} ({reference}; commit it)")
         return int(failures > 0)
     mine = kinds.get(kind, {}).get("values", {})
     print(f"== against {reference}, CPU kind {kind} (accuracy +-{TOLERANCE['accuracy']}, loss "
@@ -154,11 +209,8 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
     for k in (k for k in measured if k not in mine):
         others = [c for c, v in kinds.items() if k in v.get("values", {})]
         if others:  # measured on other CPUs only: not comparable here, and not a failure
-            print(f"  note {k}: no reference for CPU kind {kind} (only {', '.join(others)}); run `fer-bench check "
-                  f"--update --only {k}` on such a machine and commit it")
-        else:
-            print(f"  FAIL {k}: no reference value on any CPU (run `fer-bench check --update --only {k}` and commit "
-                  "it)")
-            failures += 1
+            print(f"  note {k}: no reference for CPU kind {kind} (only {', '.join(others)}); run "
+                  f"`{measure_command(k, data, reference)}` on such a machine and commit {reference}")
+        # a value on no CPU kind at all failed in the registry section above, with the command that measures it
     print(f"== {'FAILED: ' + str(failures) + ' problem(s)' if failures else 'all checks passed'}")
     return int(failures > 0)

@@ -11,7 +11,7 @@ from .errors import UserError
 
 
 def _list(args) -> None:
-    from .registry import get_paper, list_papers
+    from papers import get_paper, list_papers
 
     papers = [get_paper(p) for p in list_papers()]
     if args.json:
@@ -27,7 +27,8 @@ def _list(args) -> None:
 
 def _run(args) -> None:
     from .results import run_summary
-    from .runner import cv_summary_path, run
+    from .results import cv_summary_path
+    from .runner import run
 
     paths = run(args.paper, model=args.model, profile=args.profile, seed=args.seed, data=args.data,
                 out=args.out, epochs=args.epochs, max_time=args.max_time, accelerator=args.accelerator,
@@ -98,7 +99,7 @@ def _data(args) -> None:
         for split, per in counts.items():
             print(f"{split:<12}" + "".join(f"{n:>9}" for n in (*per.values(), sum(per.values()))))
         return
-    from .data_audit import audit, save_audit
+    from .data_audit import IMAGE_COUNT_KEYS, audit, save_audit
 
     rows, summary = audit(ds)
     out = Path(args.out)
@@ -107,8 +108,13 @@ def _data(args) -> None:
     except OSError as e:
         raise UserError(f"Cannot write the audit to {out}: {e.strerror or e}. Free some space or choose a writable "
                         "--out; the audit already there, if any, is left as it was.") from None
+    print("images and groups (each counted once):")
+    for key in IMAGE_COUNT_KEYS:
+        print(f"{summary[key]:>7}  {key}")
+    print("pairs of images (blank: single images):")
     for key, n in summary.items():
-        print(f"{n:>7}  {key}")
+        if key not in IMAGE_COUNT_KEYS:
+            print(f"{n:>7}  {key}")
     print(f"pairs: {out / 'pairs.csv'}; summary: {out / 'summary.json'}")
 
 
@@ -121,7 +127,7 @@ def _check(args) -> int:
 
 def _bench(args) -> None:
     from .bench import bench, estimates_markdown, gpu_estimates, write_csv
-    from .registry import get_paper, list_papers
+    from papers import get_paper, list_papers
 
     papers = list_papers() if args.paper == "all" else [get_paper(args.paper).id]
     if args.paper == "all" and args.model != "all":

@@ -1,88 +1,117 @@
-"""Recipe keys every paper shares, profiles, and type-checked ``--set key=value`` overrides.
+"""The recipe: typed keys in groups, profiles, resolution in one place, and ``--set key=value`` overrides.
 
-A recipe is a flat dict of plain values (bool, int, float, str). A paper's recipe starts from
-DEFAULTS, may add keys of its own, and each model may override some; a profile then
-overrides the result, and the command line comes last.
+A recipe is a flat dict of plain values (bool, int, float, str), the form metrics.json and run.json record and
+`fer-bench reproduce` hashes to find a run again. Every key is declared once in ``KEYS`` with its type (that of
+its default), its choices and its group:
+
+- ``paper``: what the paper trains and evaluates (data, augmentation, optimisation, model, selection);
+  a run that changes one is a variant of the paper's recipe, with a reduced budget;
+- ``protocol``: which images train, select and report, and the test-time views; the report keeps each
+  protocol apart as a group of its own, so they never reduce a budget;
+- ``execution``: how this run executes the recipe (memory layout, batching of evaluation, compilation,
+  an extra evaluation); they change no result beyond floating-point order;
+- ``budget``: what cuts the budget (training/validation subsets): set by profiles, never by papers.
+
+A resolved recipe layers, last wins: ``DEFAULTS`` < the paper's recipe < the model's < the paper's
+recipe for the dataset (``Paper.datasets``) < the profile (``PROFILES``, then the paper's own) < ``--epochs``
+and ``--set``. ``resolve`` is that one place; ``budget`` and ``variant`` compare a recipe with the paper's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UserError
 
-DATASETS = ("fer2013", "jaffe")  # a recipe key "DATASET.KEY" (e.g. "jaffe.epochs") sets KEY on that dataset only
+DATASETS = ("fer2013", "jaffe")
+GROUPS = ("paper", "protocol", "execution", "budget")
 
-DEFAULTS: dict = dict(
+
+@dataclass(frozen=True)
+class Key:
+    default: bool | int | float | str  # its type is the key's type
+    group: str  # one of GROUPS
+    doc: str = ""
+    choices: tuple = ()
+
+
+def _keys(group: str, **keys) -> dict[str, Key]:
+    """name=default or name=(default, doc[, choices]) -> Keys of one group."""
+    return {k: Key(v[0], group, *v[1:]) if isinstance(v, tuple) else Key(v, group) for k, v in keys.items()}
+
+
+KEYS: dict[str, Key] = {
     # data: what the network sees
-    input_size=48,  # side of the square input after resizing
-    channels=1,  # 1 = grayscale, 3 = gray replicated for RGB backbones
-    normalize="dataset",  # dataset: mean/std of Training; imagenet: ImageNet stats of the gray image; half: (x-0.5)/0.5
-    train_subset=0,  # >0: train on this many Training images (a seeded random slice); profiles only
-    val_subset=0,  # >0: validate on this many PublicTest images during training; profiles only
-    # augmentation, applied per image on whole batches (fer_bench.augment)
-    aug_hflip=False,
-    aug_rotation=0.0,  # +- degrees
-    aug_scale=0.0,  # zoom 1 +- this
-    aug_translate=0.0,  # +- fraction of the side
-    aug_shear=0.0,  # +- degrees
-    aug_affine_p=1.0,  # probability that an image gets the affine warp
-    aug_erasing=0.0,  # probability of random erasing
-    aug_resized_crop_min=0.0,  # >0: RandomResizedCrop per image, area fraction in [min, max], ratio 3/4-4/3, same size
-    aug_resized_crop_max=1.0,
-    aug_rotation_p=0.0,  # >0: rotation drawn on its own with this probability (else inside the aug_affine_p warp)
-    crop_size=0,  # >0: the network sees crop_size x crop_size crops of the input_size image (center crop to evaluate)
-    train_views="one",  # one: one view per image (a random crop with crop_size); tencrop: all ten crops, each a sample
-    # optimisation
-    epochs=1,
-    batch_size=64,
-    eval_batch_size=64,
-    channels_last=True,  # NHWC memory layout: 1.45x eval, 1.1x train for ResNet50-FPN on the 2-core CI CPU
-    compile=False,  # torch.compile the network (nn.Module.compile: checkpoints keep their keys)
-    optimizer="adam",
-    lr=1e-3,
-    weight_decay=0.0,
-    momentum=0.9,  # sgd only
-    nesterov=False,  # sgd only
-    adam_beta1=0.9,
-    adam_beta2=0.999,
-    adam_eps=1e-8,
-    scheduler="none",
-    plateau_monitor="val/loss",
-    plateau_factor=0.1,
-    plateau_patience=10,
-    step_size=1,  # step: multiply lr by step_gamma every step_size epochs ...
-    step_gamma=0.1,
-    lr_hold=0,  # ... after holding it constant for lr_hold epochs
-    label_smoothing=0.0,
-    # model
-    pretrained=False,  # ImageNet weights through torchvision/timm (needs the network once)
-    # checkpoint selection and evaluation
-    monitor="val/acc",  # PublicTest metric that selects the checkpoint
-    protocol="canonical",  # canonical: train Training, select on PublicTest, report PrivateTest (+PublicTest)
-    # protocol=paper: the paper's own split, selecting on the reported test images (recorded as such)
-    paper_train_size=0,  # train on this many Training images (seeded by split_seed); 0 = all
-    paper_test_size=0,  # select on and report this many PrivateTest images (seeded); 0 = all
-    split_seed=0,  # seed of protocol=paper's subsets and of cross-validation folds (--folds)
-    folds_by="expression",  # --folds: expression (stratified) or subject (subject-independent)
-    tta="none",
-    tta_average="softmax",  # how tta's views are combined: softmax (mean probabilities) or logits (mean raw outputs)
-    eval_fp32=False,  # validate and test in fp32 even when --precision autocasts training (*-mixed precisions)
-    # FER-2013 only: also evaluate on the test images that have no exact or near duplicate in Training
-    # (fer_bench.data_audit), reported as extra splits "<split>_unleaked"
-    exclude_leaked=False,
-)
-
-CHOICES = {
-    "normalize": ("dataset", "imagenet", "half", "none"),
-    "optimizer": ("adam", "adamw", "sgd"),
-    "scheduler": ("none", "plateau", "step", "cosine"),
-    "plateau_monitor": ("val/loss", "val/acc"),
-    "monitor": ("val/acc", "val/loss"),
-    "protocol": ("canonical", "paper"),
-    "folds_by": ("expression", "subject"),
-    "tta": ("none", "hflip", "tencrop"),  # test-time views, averaged as tta_average says (fer_bench.tta)
-    "tta_average": ("softmax", "logits"),
-    "train_views": ("one", "tencrop"),
+    **_keys("paper",
+            input_size=(48, "side of the square input after resizing"),
+            channels=(1, "1 = grayscale, 3 = gray replicated for RGB backbones"),
+            normalize=("dataset", "dataset: mean/std of Training; imagenet: ImageNet stats of the gray image; "
+                                  "half: (x-0.5)/0.5; none", ("dataset", "imagenet", "half", "none")),
+            crop_size=(0, ">0: the network sees crop_size x crop_size crops (center crop to evaluate)"),
+            train_views=("one", "one: one view per image (a random crop with crop_size); tencrop: all ten crops",
+                         ("one", "tencrop")),
+            # augmentation, per image on whole batches (fer_bench.augment)
+            aug_hflip=False,
+            aug_rotation=(0.0, "+- degrees"),
+            aug_scale=(0.0, "zoom 1 +- this"),
+            aug_translate=(0.0, "+- fraction of the side"),
+            aug_shear=(0.0, "+- degrees"),
+            aug_affine_p=(1.0, "probability that an image gets the affine warp"),
+            aug_erasing=(0.0, "probability of random erasing"),
+            aug_resized_crop_min=(0.0, ">0: RandomResizedCrop, area fraction in [min, max], ratio 3/4-4/3"),
+            aug_resized_crop_max=1.0,
+            aug_rotation_p=(0.0, ">0: rotation drawn on its own with this probability (else in the affine warp)"),
+            # optimisation
+            epochs=1,
+            batch_size=64,
+            optimizer=("adam", "", ("adam", "adamw", "sgd")),
+            lr=1e-3,
+            weight_decay=0.0,
+            momentum=(0.9, "sgd only"),
+            nesterov=(False, "sgd only"),
+            adam_beta1=0.9,
+            adam_beta2=0.999,
+            adam_eps=1e-8,
+            scheduler=("none", "", ("none", "plateau", "step", "cosine")),
+            plateau_monitor=("val/loss", "", ("val/loss", "val/acc")),
+            plateau_factor=0.1,
+            plateau_patience=10,
+            step_size=(1, "step: multiply lr by step_gamma every step_size epochs ..."),
+            step_gamma=0.1,
+            lr_hold=(0, "... after holding it constant for lr_hold epochs"),
+            label_smoothing=0.0,
+            # model
+            pretrained=(False, "ImageNet weights through torchvision (needs the network once)"),
+            # selection and evaluation
+            monitor=("val/acc", "the selection-split metric that selects the checkpoint", ("val/acc", "val/loss")),
+            tta_average=("softmax", "how tta's views are combined: softmax (mean probabilities) or logits",
+                         ("softmax", "logits")),
+            eval_fp32=(False, "validate and test in fp32 even when --precision autocasts training"),
+            # the sizes of protocol=paper's subsets: a change trains on other images, so it is a recipe change
+            paper_train_size=(0, "protocol=paper: train on this many Training images (seeded); 0 = all"),
+            paper_test_size=(0, "protocol=paper: select on and report this many PrivateTest images; 0 = all")),
+    **_keys("protocol",
+            protocol=("canonical", "canonical: train Training, select on PublicTest, report PrivateTest (+PublicTest); "
+                                   "paper: the paper's own split, selecting on the reported test images",
+                      ("canonical", "paper")),
+            split_seed=(0, "seed of protocol=paper's subsets and of cross-validation folds (--folds)"),
+            folds_by=("expression", "--folds: stratified by expression, or subject-independent",
+                      ("expression", "subject")),
+            tta=("none", "test-time views, averaged as tta_average says (fer_bench.tta)", ("none", "hflip", "tencrop"))),
+    **_keys("execution",
+            eval_batch_size=64,
+            channels_last=(True, "NHWC memory layout"),
+            compile=(False, "torch.compile the network (nn.Module.compile: checkpoints keep their keys)"),
+            exclude_leaked=(False, "FER-2013: also evaluate on the test images without an exact or near duplicate "
+                                   "in Training (fer_bench.data_audit), as extra splits <split>_unleaked")),
+    **_keys("budget",
+            train_subset=(0, ">0: train on this many Training images (a seeded slice); profiles only"),
+            val_subset=(0, ">0: validate on this many PublicTest images during training; profiles only")),
 }
+DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
+CHOICES: dict = {k: key.choices for k, key in KEYS.items() if key.choices}
+# keys that change neither what is trained nor its budget: a run that changes them is still the paper's recipe
+NEUTRAL = frozenset(k for k, key in KEYS.items() if key.group in ("protocol", "execution"))
 
 # profile name -> overrides. "paper" is the recipe as written; the others cut its budget.
 PROFILES: dict[str, dict] = {
@@ -168,9 +197,50 @@ def check_ranges(cfg: dict) -> None:
         bad("crop_size", f"a crop cannot be larger than the input ({cfg['input_size']})")
 
 
+def resolve(paper, model: str, profile: str = "paper", dataset: str = "fer2013", epochs: int | None = None,
+            overrides=()) -> dict:
+    """The recipe one run trains: ``paper.resolve`` (defaults, paper, model, dataset, profile), then ``--epochs``
+    and ``--set`` overrides, type- and range-checked (UserError before anything is created)."""
+    cfg = paper.resolve(model, profile, dataset)
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs {epochs}: give at least 1 epoch.")
+        cfg["epochs"] = epochs
+    cfg = apply_overrides(cfg, list(overrides))
+    check_ranges(cfg)
+    return cfg
+
+
+def _changed(cfg: dict, reference: dict) -> list[str]:
+    """The keys (outside NEUTRAL) whose value in ``cfg`` differs from ``reference``; a key one lacks counts at its
+    default (keys added later default to the behaviour from before they existed)."""
+    return [k for k in sorted(set(cfg) | set(reference)) if k not in NEUTRAL
+            and cfg.get(k, DEFAULTS.get(k)) != reference.get(k, DEFAULTS.get(k))]
+
+
+def budget(paper, model: str, profile: str, cfg: dict, epochs_completed: int, dataset: str = "fer2013") -> dict:
+    """Whether a run had the paper's full recipe and budget, and the reasons when it did not: a profile other than
+    'paper', every key outside NEUTRAL that differs from the paper's recipe (a narrower network or fewer epochs
+    alike), and epochs not completed. The runner records it; the report recomputes it from the recorded recipe."""
+    full_cfg = paper.resolve(model, "paper", dataset)
+    reasons = [f"profile {profile}"] if profile != "paper" else []
+    reasons += [f"{k}={cfg.get(k, DEFAULTS.get(k))} (paper: {full_cfg.get(k, DEFAULTS.get(k))})"
+                for k in _changed(cfg, full_cfg)]
+    if epochs_completed < cfg.get("epochs", 1):
+        reasons.append(f"stopped after {epochs_completed} of {cfg.get('epochs')} epochs")
+    return {"full": not reasons, "reasons": reasons}
+
+
+def variant(paper, model: str, profile: str, cfg: dict, dataset: str = "fer2013") -> str:
+    """The recipe changes (``--set``, ``--epochs``) of a run against the paper's recipe for its profile, outside
+    NEUTRAL: runs with the same variant are repeats of one recipe (seeds), the report's unit of pooling."""
+    ref = paper.resolve(model, profile, dataset)
+    return ", ".join(f"{k}={cfg.get(k, DEFAULTS.get(k))}" for k in _changed(cfg, ref))
+
+
 def same_recipe(recorded: dict, current: dict) -> bool:
-    """Whether a recorded recipe is the current one. A key one of them lacks counts at its default value: keys added
-    to fer_bench.config.DEFAULTS later default to the behaviour from before they existed."""
+    """Whether a recorded recipe is the current one (every key, NEUTRAL ones included). A key one of them lacks
+    counts at its default."""
     if not recorded:
         return False
     return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k)) for k in set(recorded) | set(current))

@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, UserError
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER-2013 label order
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 SIZE = 48
+OFFICIAL_SIZES = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}  # FER-2013 as released
 CACHE_VERSION = 2  # bump when the decoded representation or the cache's contents change
 
 
@@ -41,6 +42,7 @@ class FER2013:
     splits: torch.Tensor  # N, int64, index into SPLITS
     format: str  # "folder" or "csv"
     fingerprint: str  # hash of the decoded pixels, labels and splits (same data -> same value)
+    name = "fer2013"  # a class constant, as JAFFE's
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         keep = self.splits == SPLITS.index(name)
@@ -53,6 +55,23 @@ class FER2013:
             per = torch.bincount(self.labels[self.splits == s], minlength=len(CLASSES))
             out[name] = {c: int(n) for c, n in zip(CLASSES, per)}
         return out
+
+    def not_official(self) -> list[str]:
+        """Why this copy is not the official release (a partial copy trains and tests on other images): budget
+        reasons of every run on it."""
+        sizes = {s: sum(c.values()) for s, c in self.counts().items()}
+        if sizes == OFFICIAL_SIZES:
+            return []
+        return ["dataset " + "/".join(f"{n:,}" for n in sizes.values()) + " images (Training/PublicTest/PrivateTest), "
+                "not the official 28,709/3,589/3,589"]
+
+    def check_classes(self) -> None:
+        """A copy missing a whole class in a split would report that class as 0% accuracy: refused."""
+        for split, per in self.counts().items():
+            missing = [c for c, n in per.items() if n == 0]
+            if missing:
+                raise UserError(f"The dataset's {split} split has no image of {', '.join(missing)}: a partial copy "
+                                "of FER-2013. Use the complete release (all seven classes in every split).")
 
 
 def resolve_data_path(path: str | os.PathLike | None) -> Path:
@@ -300,12 +319,27 @@ def _read_cache(cached: Path) -> dict | None:
     return None
 
 
+def _remove_stale_temps(cached: Path) -> None:
+    """The temporary files of cache writes whose process died (SIGKILL cannot clean up after itself)."""
+    for tmp in cached.parent.glob(f".{cached.name}.*.tmp"):
+        pid = tmp.name[len(cached.name) + 2:].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # the writer still runs (or belongs to someone else): leave it
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def _write_cache(d: dict, cached: Path) -> None:
     """Write the cache aside and rename it into place; a cache that cannot be written (read-only or full disk) is
     skipped with a warning, and no temporary file is left behind, also on Ctrl-C."""
     tmp = None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(cached)
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         with open(tmp, "xb") as f:
             torch.save(d, f)  # a failed write raises RuntimeError, not OSError

@@ -43,6 +43,12 @@ class JAFFE:
     format: str = "tiff"
     name: str = "jaffe"
 
+    def not_official(self) -> list[str]:  # JAFFE has no official split to differ from: cross-validated
+        return []
+
+    def check_classes(self) -> None:  # the folds are stratified or subject-wise over all 213 images
+        pass
+
 
 def resolve_jaffe_path(path: str | os.PathLike | None) -> Path:
     """--data, else $FER_BENCH_JAFFE, else ./data/jaffe ($FER_BENCH_DATA names FER-2013, not JAFFE)."""

@@ -1,26 +1,30 @@
 """Papers register themselves here: id, title, seed text, models, recipe, claims, interpretations.
 
-A paper module in ``papers/`` builds one :class:`Paper` and calls :func:`register`. The
-registry imports every module of the ``papers`` package on first use, so adding a paper
-needs no change anywhere else.
+A paper module in ``papers/`` builds one :class:`Paper` and calls :func:`register`. This module is a leaf of the
+library: it knows no paper. Discovery lives in the ``papers`` package, whose ``__init__`` imports every module in
+it (so adding a paper needs no change anywhere else); code above the library (the runner, the report, the CLI)
+gets papers through ``papers.get_paper`` / ``papers.list_papers``.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-import pkgutil
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .config import DATASETS, DEFAULTS, PROFILES
+from .config import DATASETS, DEFAULTS, KEYS, PROFILES
 from .errors import UserError
 
 _REGISTRY: dict[str, "Paper"] = {}
-_loaded = False
+
+METRICS = ("accuracy", "loss", "macro_f1", "accuracy_gain", "per_class_accuracy", "confusion_matrix", "dataset_size",
+           "train_time_hours", "accuracy_curve", "loss_curve", "trainable_params", "overfit_epoch", "accuracy_summary")
+FRACTIONS = ("accuracy", "macro_f1", "accuracy_summary")  # claims whose value is a fraction in [0, 1]
+MATRICES = ("per_class_accuracy", "confusion_matrix", "accuracy_curve", "loss_curve")  # value None, a matrix
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,37 @@ class Claim:
     # which weights the number describes: "selected" (the checkpoint chosen on the selection split) or "last" (the
     # model after the final epoch, e.g. the end of a training curve); compared with metrics.json's splits or last_epoch
     checkpoint: str = "selected"
+    tta: str = ""  # the test-time views the number was measured with, when the paper says ("" = its recipe's)
 
     def __post_init__(self):
+        """A claim that cannot be judged is refused when the paper module is imported, naming what is wrong."""
+        def bad(why):
+            raise ValueError(f"Claim {self.model}/{self.metric} ({self.source}): {why}")
+
+        if self.metric not in METRICS:
+            near = difflib.get_close_matches(self.metric, METRICS, n=1)
+            bad(f"unknown metric {self.metric!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
         if self.checkpoint not in ("selected", "last"):
-            raise ValueError(f"Claim checkpoint {self.checkpoint!r}: 'selected' or 'last'")
+            bad(f"checkpoint {self.checkpoint!r}: 'selected' or 'last'")
+        if self.kind not in ("own", "cited"):
+            bad(f"kind {self.kind!r}: 'own' or 'cited'")
+        if self.tta not in ("", "none", "hflip", "tencrop"):
+            bad(f"tta {self.tta!r}: '', none, hflip or tencrop")
+        if not self.split or not self.protocol or not self.source:
+            bad("split, protocol and source are required")
+        if self.metric in MATRICES:
+            if self.value is not None or not self.matrix:
+                bad("a matrix claim has value None and its numbers in matrix")
+            return
+        if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not math.isfinite(self.value):
+            bad(f"value {self.value!r} is not a finite number")
+        if self.metric in FRACTIONS and not 0 <= self.value <= 1:
+            bad(f"value {self.value} is not a fraction in [0, 1] (write 73.2% as 0.732)")
+        if self.metric == "accuracy_gain" and (not self.relative_to or not -1 <= self.value <= 1):
+            bad("a gain names relative_to and is a fraction in [-1, 1]")
+        if self.metric in ("loss", "dataset_size", "train_time_hours", "trainable_params", "overfit_epoch") \
+                and self.value < 0:
+            bad(f"value {self.value} cannot be negative")
 
 
 @dataclass(frozen=True)
@@ -80,19 +111,23 @@ class Paper:
     claims: list[Claim]
     interpretations: dict[str, str]  # choice -> one-line reason, for every gap the paper left
     profiles: dict[str, dict] = field(default_factory=dict)  # per-profile overrides of PROFILES
-    configure_optimizers: Callable | None = None  # (module, cfg) -> Lightning optimizer config
+    # per-dataset changes of the recipe (e.g. {"jaffe": {"epochs": 30}}), below the profile and the command line
+    datasets: dict[str, dict] = field(default_factory=dict)
     # recipe keys of the paper's own, beyond DEFAULTS (e.g. an unstated layer width made --set-able); every key a
     # recipe, model recipe or profile sets must be one of these or of DEFAULTS, else register() refuses the paper
     keys: tuple[str, ...] = ()
 
-    def resolve(self, model: str, profile: str = "paper") -> dict:
-        """The fully resolved recipe of one model under one profile."""
+    def resolve(self, model: str, profile: str = "paper", dataset: str = "fer2013") -> dict:
+        """The paper's recipe of one model on one dataset under one profile (fer_bench.config's layering; the
+        command line's --epochs/--set come on top in ``fer_bench.config.resolve``)."""
         if model not in self.models:
             raise UserError(f"Paper {self.id} has no model {model!r}. Its models: {', '.join(self.models)}.")
         if profile not in PROFILES and profile not in self.profiles:
             raise UserError(f"Unknown profile {profile!r}. Profiles: {', '.join(self.profile_names())}.")
-        cfg = {**DEFAULTS, **self.recipe, **self.models[model].recipe}
-        return {**cfg, **PROFILES.get(profile, {}), **self.profiles.get(profile, {})}
+        if dataset not in DATASETS:
+            raise UserError(f"--dataset {dataset}: choose one of {', '.join(DATASETS)}.")
+        return {**DEFAULTS, **self.recipe, **self.models[model].recipe, **self.datasets.get(dataset, {}),
+                **PROFILES.get(profile, {}), **self.profiles.get(profile, {})}
 
     def profile_names(self) -> list[str]:
         return list(dict.fromkeys([*PROFILES, *self.profiles]))
@@ -121,22 +156,24 @@ def count_params(model: nn.Module) -> int:
 
 def check_recipe_keys(paper: Paper) -> None:
     """Refuse a recipe key that is neither in DEFAULTS nor declared in ``paper.keys`` (a misspelt ``aug_hlip=True``
-    would otherwise be a silent key of its own while ``aug_hflip`` stays False), naming the nearest valid key.
-    A key "DATASET.KEY" (e.g. "jaffe.epochs") is checked as KEY, and DATASET must be a known dataset."""
+    would otherwise be a silent key of its own while ``aug_hflip`` stays False), naming the nearest valid key;
+    and a per-dataset recipe for an unknown dataset."""
     shared = [k for k in paper.keys if k in DEFAULTS]
     if shared:
         raise ValueError(f"{paper.id}: keys {shared} are fer_bench.config.DEFAULTS keys; declare only keys of its own")
     valid = [*DEFAULTS, *paper.keys]
+    unknown = [d for d in paper.datasets if d not in DATASETS]
+    if unknown:
+        raise ValueError(f"{paper.id}: a recipe for an unknown dataset {unknown[0]!r} (datasets: {', '.join(DATASETS)}).")
     recipes = {"recipe": paper.recipe, **{f"model {m!r} recipe": spec.recipe for m, spec in paper.models.items()},
+               **{f"{d} recipe": overrides for d, overrides in paper.datasets.items()},
                **{f"profile {p!r}": overrides for p, overrides in paper.profiles.items()}}
     for where, recipe in recipes.items():
         for key in recipe:
-            dataset, dot, base = key.rpartition(".")
-            if dot and dataset not in DATASETS:
-                raise ValueError(f"{paper.id}: {where} sets {key!r}, for an unknown dataset {dataset!r} "
-                                 f"(datasets: {', '.join(DATASETS)}).")
-            if base not in valid:
-                near = difflib.get_close_matches(base, valid, n=1)
+            if KEYS.get(key) is not None and KEYS[key].group == "budget" and not where.startswith("profile"):
+                raise ValueError(f"{paper.id}: {where} sets {key!r}, a budget key: only profiles may cut a budget.")
+            if key not in valid:
+                near = difflib.get_close_matches(key, valid, n=1)
                 hint = f"did you mean {near[0]!r}? " if near else ""
                 raise ValueError(f"{paper.id}: {where} sets an unknown recipe key {key!r}: {hint}A key of the "
                                  "paper's own must be declared in Paper(keys=...).")
@@ -157,24 +194,13 @@ def register(paper: Paper) -> Paper:
     return paper
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        import papers
-        for info in pkgutil.iter_modules(papers.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"papers.{info.name}")
-        _loaded = True
-
-
 def list_papers() -> list[str]:
-    _load()
+    """The registered papers' ids (``papers.list_papers`` first imports every paper module)."""
     return sorted(_REGISTRY)
 
 
 def get_paper(paper_id: str) -> Paper:
-    _load()
     if paper_id not in _REGISTRY:
-        raise UserError(f"Unknown paper {paper_id!r}. Registered papers: {', '.join(sorted(_REGISTRY))} "
-                        "(see `fer-bench list`).")
+        known = ", ".join(sorted(_REGISTRY)) or "none (import the papers package first: papers.get_paper)"
+        raise UserError(f"Unknown paper {paper_id!r}. Registered papers: {known} (see `fer-bench list`).")
     return _REGISTRY[paper_id]

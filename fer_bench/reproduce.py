@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import same_recipe
 from .errors import UserError
-from .registry import get_paper
+from papers import get_paper
 from .results import is_locked, run_lock, run_summary
 from .runner import TimeLimitReached, resolve_config, run
 

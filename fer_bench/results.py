@@ -1,4 +1,11 @@
-"""Run directories and metrics.json: atomic writes, unique run ids, the environment of a run."""
+"""The run record: run directories, metrics.json (written atomically, validated when read), cross-validation folds
+pooled, the environment of a run. Everyone else reads and writes results through this module.
+
+metrics.json (schema ``fer-bench/metrics/v1``; extended, never broken: files written by older versions load) holds
+paper, model, profile, protocol, seed, run_id, status, epochs_planned/completed, best_epoch, selected_on, budget
+{full, reasons}, splits {name: {n, accuracy, macro_f1, loss, per_class_accuracy, confusion_matrix, ...}},
+last_epoch {epoch, same_as_selected, splits}, timing, hardware, software, dataset and config (the recipe).
+"""
 
 from __future__ import annotations
 
@@ -125,15 +132,160 @@ def software() -> dict:
             "fer_bench": __version__, "git_sha": git_sha()}
 
 
-def load_runs(out: Path) -> list[dict]:
-    """Every metrics.json under <out>/runs, each with its path under '_path'."""
-    runs = []
-    for p in sorted((out / "runs").glob("*/*/*/metrics.json")):
-        with open(p) as f:
-            d = json.load(f)
-        d["_path"] = str(p)
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_record(d) -> None:
+    """ValueError saying why ``d`` is not a metrics.json a reader can use (the report then lists it as unreadable
+    instead of counting it or failing on it)."""
+    if not isinstance(d, dict) or not {"paper", "model", "splits"} <= set(d):
+        raise ValueError("not a fer-bench metrics.json (paper, model or splits missing)")
+    if not (isinstance(d["paper"], str) and isinstance(d["model"], str)):
+        raise ValueError("paper and model must be names (strings)")
+    _check_splits(d["splits"], "splits")
+    last = d.get("last_epoch")
+    if last is not None:
+        if not isinstance(last, dict):
+            raise ValueError(f"last_epoch is a {type(last).__name__}, not a mapping")
+        _check_splits(last.get("splits") or {}, "last_epoch.splits")
+
+
+def _check_splits(splits, where: str) -> None:
+    """Each split a mapping of metrics; accuracies and macro-F1 numbers in [0, 1]; a numeric confusion matrix."""
+    if not isinstance(splits, dict):
+        raise ValueError(f"{where} is a {type(splits).__name__}, not a mapping of split names to metrics")
+    for name, m in splits.items():
+        at = f"{where}.{name}"
+        if not isinstance(m, dict):
+            raise ValueError(f"{at} is a {type(m).__name__}, not a mapping of metrics")
+        fractions = {"accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1")}
+        per_class = m.get("per_class_accuracy")
+        if per_class is not None:
+            if not isinstance(per_class, dict):
+                raise ValueError(f"{at}.per_class_accuracy is not a mapping of classes to accuracies")
+            fractions |= {f"per_class_accuracy.{c}": v for c, v in per_class.items()}
+        for key, v in fractions.items():
+            if v is not None and not (_is_number(v) and 0 <= v <= 1):
+                raise ValueError(f"{at}.{key} is {v!r}, not a number in [0, 1]")
+        for key in ("loss", "loss_sd", "n"):
+            if m.get(key) is not None and not _is_number(m[key]):
+                raise ValueError(f"{at}.{key} is {m[key]!r}, not a number")
+        cm = m.get("confusion_matrix")
+        if cm is not None and not (isinstance(cm, list) and all(isinstance(r, list) and len(r) == len(cm)
+                                                                and all(_is_number(x) and x >= 0 for x in r)
+                                                                for r in cm)):
+            raise ValueError(f"{at}.confusion_matrix is not a square matrix of counts")
+
+
+def write_metrics(run_dir: Path, record: dict) -> Path:
+    """metrics.json of a run, written atomically, then validated: a record that fails is kept (a finished run is
+    never thrown away) and the error names it."""
+    path = run_dir / "metrics.json"
+    write_json_atomic(path, record)
+    try:
+        check_record(record)
+    except ValueError as e:
+        raise UserError(f"{path} was written but is not a valid run record ({e}); the report will skip it.") from None
+    return path
+
+
+def load_runs(runs_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """Every metrics.json under <runs_dir>/runs (each with '_path'), the folds of each cross-validation pooled into
+    one record; and the files that could not be read, with the reason."""
+    runs, skipped = [], []
+    for path in sorted(Path(runs_dir).glob("runs/*/*/*/metrics.json")):
+        try:
+            d = json.loads(path.read_text())
+            check_record(d)
+        except (OSError, ValueError) as e:
+            skipped.append(f"{path}: {e}")
+            continue
+        d["_path"] = str(path)
         runs.append(d)
-    return runs
+    return pool_folds(runs), skipped
+
+
+def pooled_split(tests: list[dict]) -> dict:
+    """One split from the test splits of several folds: each image counted once (the confusion matrices summed),
+    its accuracy, macro-F1, per-class accuracy, and the loss weighted by each fold's n."""
+    import numpy as np
+
+    from .data import CLASSES
+
+    cm = np.sum([np.asarray(t["confusion_matrix"]) for t in tests], axis=0)
+    n, tp = int(cm.sum()), np.diag(cm)
+    f1 = np.divide(2 * tp, cm.sum(0) + cm.sum(1), out=np.zeros(len(cm)), where=(cm.sum(0) + cm.sum(1)) > 0)
+    loss = float(sum(t["loss"] * t["n"] for t in tests) / n)
+    spread = {}
+    if all(t.get("loss_sd") is not None for t in tests):  # the pooled per-image sd: E[l^2] over all images - mean^2
+        sq = sum((t["loss_sd"] ** 2 + t["loss"] ** 2) * t["n"] for t in tests) / n
+        spread = {"loss_sd": max(0.0, sq - loss ** 2) ** 0.5}
+    return {"n": n, "accuracy": float(tp.sum() / n), "macro_f1": float(f1.mean()), "loss": loss, **spread,
+            "per_class_accuracy": {c: float(tp[i] / cm[i].sum()) if cm[i].sum() else 0.0
+                                   for i, c in enumerate(CLASSES)},
+            "confusion_matrix": cm.tolist()}
+
+
+def pool_folds(runs: list[dict]) -> list[dict]:
+    """The folds of one cross-validation become one record whose 'test' split pools every fold's test images."""
+    out, cvs = [], {}
+    for d in runs:
+        if isinstance(d.get("fold"), dict) and d["fold"].get("cv_id"):
+            cvs.setdefault((d["paper"], d["model"], d["fold"]["cv_id"]), []).append(d)
+        else:
+            out.append(d)
+    for (_, _, cv_id), folds in cvs.items():
+        folds.sort(key=lambda d: d["fold"].get("index", 0))
+        first, k = folds[0], folds[0]["fold"].get("of", len(folds))
+        done = len(folds) == k and all(f.get("status") == "completed" for f in folds)
+        tests = [f["splits"]["test"] for f in folds if "test" in f.get("splits", {})]
+        lasts = [(f.get("last_epoch") or {}).get("splits", {}).get("test") for f in folds]
+        last = {"last_epoch": {"epoch": first["last_epoch"].get("epoch"), "splits": {"test": pooled_split(lasts)}}} \
+            if done and lasts and all(lasts) else {}
+        out.append({**{k: v for k, v in first.items() if k != "last_epoch"}, **last, "run_id": f"{cv_id}-cv",
+                    "status": "completed" if done else "incomplete",
+                    "splits": {"test": pooled_split(tests)} if done and tests else {},
+                    "folds": [f["run_id"] for f in folds],
+                    "epochs_completed": min(f.get("epochs_completed") or 0 for f in folds),
+                    "timing": {"train_s": sum((f.get("timing") or {}).get("train_s") or 0 for f in folds)},
+                    "_logs": [str(Path(f["_path"]).parent / "logs" / "metrics.csv") for f in folds]})
+    return out
+
+
+def cv_summary(fold_results: list[dict]) -> dict:
+    """cv.json: mean, sample std (n-1), min and max over folds of the test accuracy, macro-F1 and loss, and the
+    pooled test split of all folds (``pooled_split``: every image counted once)."""
+    import numpy as np
+
+    first = fold_results[0]
+    tests = [r["splits"]["test"] for r in fold_results]
+
+    def spread(values):
+        v = np.array(values, dtype=float)
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                "min": float(v.min()), "max": float(v.max()), "per_fold": [float(x) for x in v]}
+
+    classes = list(tests[0]["per_class_accuracy"])
+    return {
+        "schema": "fer-bench/cv/v1", "paper": first["paper"], "model": first["model"], "profile": first["profile"],
+        "protocol": first["protocol"], "seed": first["seed"], "dataset": first["dataset"],
+        "folds": len(fold_results), "folds_by": first["fold"]["by"], "selected_on": first["selected_on"],
+        "status": "completed" if all(r["status"] == "completed" for r in fold_results) else "interrupted",
+        "test": {"accuracy": spread([t["accuracy"] for t in tests]),
+                 "macro_f1": spread([t["macro_f1"] for t in tests]),
+                 "loss": spread([t["loss"] for t in tests]),
+                 "per_class_accuracy_mean": {c: float(np.mean([t["per_class_accuracy"][c] for t in tests]))
+                                             for c in classes}},
+        "pooled": pooled_split(tests),
+        "budget": first["budget"], "config": first["config"],
+    }
+
+
+def cv_summary_path(fold_metrics: Path) -> Path:
+    """The cv.json beside the run directory of one fold."""
+    cv_id = json.loads(Path(fold_metrics).read_text())["fold"]["cv_id"]
+    return Path(fold_metrics).parent.parent / f"{cv_id}-cv" / "cv.json"
 
 
 def run_summary(d: dict, path: Path) -> str:

@@ -20,16 +20,17 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .config import DEFAULTS, PROFILES, apply_overrides, check_ranges, same_recipe
+from . import config
+from .config import DATASETS, DEFAULTS, same_recipe
 from .data import load_fer2013, resolve_data_path
 from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
 from .errors import UserError
-from .registry import get_paper
-from .results import SCHEMA, device_name, new_run_dir, run_lock, software, write_json_atomic
+from papers import get_paper
+from .results import (SCHEMA, cv_summary, device_name, new_run_dir, run_lock, software, write_json_atomic,
+                      write_metrics)
 from .training import FERClassifier, FERDataModule
 
 _RUN_DIRS_ENV = "FER_BENCH_RUN_DIRS"  # rank 0 -> DDP child processes: where each model's run lives
-DATASETS = ("fer2013", "jaffe")
 DEFAULT_FOLDS = {"jaffe": 5}  # datasets without an official split are cross-validated
 
 
@@ -189,81 +190,17 @@ def check_hardware(accelerator: str, devices, num_nodes: int, strategy: str, pre
 
 def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, overrides: list[str],
                    dataset: str = "fer2013") -> dict:
-    cfg = _resolve(get_paper(paper_id), model, profile, dataset)
-    if epochs is not None:
-        if epochs < 1:
-            raise UserError(f"--epochs {epochs}: give at least 1 epoch.")
-        cfg["epochs"] = epochs
-    cfg = apply_overrides(cfg, overrides)
-    check_ranges(cfg)
-    return cfg
+    """The recipe of one run of a registered paper (fer_bench.config.resolve)."""
+    return config.resolve(get_paper(paper_id), model, profile, dataset, epochs, overrides)
 
 
-def _resolve(paper, model: str, profile: str, dataset: str) -> dict:
-    """The paper's recipe for one dataset: a recipe key "DATASET.KEY" (e.g. "jaffe.epochs") replaces KEY on that
-    dataset, below the profile (a smoke run stays short) and the command line; such keys are then dropped."""
-    cfg = paper.resolve(model, profile)
-    profile_keys = {**PROFILES.get(profile, {}), **paper.profiles.get(profile, {})}
-    for key, value in list(cfg.items()):
-        name, dot, base = key.partition(".")
-        if dot and name == dataset and base not in profile_keys:
-            cfg[base] = value
-    return {k: v for k, v in cfg.items() if "." not in k}
-
-
-def budget(paper_id: str, model: str, profile: str, cfg: dict, epochs_completed: int,
-           dataset: str = "fer2013") -> dict:
-    """Whether this run had the paper's full recipe and budget; the reasons when it did not. Every recipe
-    key that differs from the paper profile counts (a narrower network or fewer epochs alike), except
-    those that change neither training nor the model: evaluation batching, memory layout, and the
-    protocol/TTA, which the report keeps apart as their own groups, and the extra evaluation exclude_leaked adds."""
-    full_cfg = _resolve(get_paper(paper_id), model, "paper", dataset)
-    reasons = []
-    if profile != "paper":
-        reasons.append(f"profile {profile}")
-    neutral = {"eval_batch_size", "channels_last", "compile", "protocol", "tta", "split_seed",
-               "folds_by", "exclude_leaked"}
-    for key in sorted(set(cfg) - neutral):
-        if cfg[key] != full_cfg.get(key):
-            reasons.append(f"{key}={cfg[key]} (paper: {full_cfg.get(key)})")
-    if epochs_completed < cfg["epochs"]:
-        reasons.append(f"stopped after {epochs_completed} of {cfg['epochs']} epochs")
-    return {"full": not reasons, "reasons": reasons}
-
-
-OFFICIAL_SIZES = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}  # FER-2013 as released
-
-
-def data_reasons(dataset) -> list[str]:
-    """Why a FER-2013 copy is not the official release (a partial copy trains and tests on other images)."""
-    if getattr(dataset, "name", "fer2013") != "fer2013":
-        return []
-    sizes = {s: sum(c.values()) for s, c in dataset.counts().items()}
-    if sizes == OFFICIAL_SIZES:
-        return []
-    return ["dataset " + "/".join(f"{n:,}" for n in sizes.values()) + " images (Training/PublicTest/PrivateTest), "
-            "not the official 28,709/3,589/3,589"]
-
-
-def _with_data(b: dict, dataset, trainer=None) -> dict:
-    reasons = b["reasons"] + data_reasons(dataset)
+def _ddp_reasons(trainer) -> list[str]:
     bn = torch.nn.modules.batchnorm._BatchNorm
-    if trainer is not None and trainer.world_size > 1 and any(
-            isinstance(m, bn) and not isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.lightning_module.modules()):
-        reasons.append(f"BatchNorm statistics over each of {trainer.world_size} ranks' share of the batch "
-                       "(no SyncBatchNorm on CPUs)")
-    return {"full": not reasons, "reasons": reasons}
-
-
-def check_classes(dataset) -> None:
-    """A FER-2013 copy missing a whole class in a split would report that class as 0% accuracy: refused."""
-    if getattr(dataset, "name", "fer2013") != "fer2013":
-        return
-    for split, per in dataset.counts().items():
-        missing = [c for c, n in per.items() if n == 0]
-        if missing:
-            raise UserError(f"The dataset's {split} split has no image of {', '.join(missing)}: a partial copy of "
-                            "FER-2013. Use the complete release (all seven classes in every split).")
+    if trainer.world_size > 1 and any(isinstance(m, bn) and not isinstance(m, torch.nn.SyncBatchNorm)
+                                      for m in trainer.lightning_module.modules()):
+        return [f"BatchNorm statistics over each of {trainer.world_size} ranks' share of the batch "
+                "(no SyncBatchNorm on CPUs)"]
+    return []
 
 
 def _find_resumable(out: Path, paper: str, model: str) -> Path | None:
@@ -327,7 +264,7 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
         raise UserError(f"--set exclude_leaked=true: only FER-2013's official test splits have a Training split to "
                         f"leak from; drop it for --dataset {dataset}.")
     dataset_name, dataset = dataset, load_dataset(dataset, data)
-    check_classes(dataset)
+    dataset.check_classes()
     if folds:  # also checks that the folds can be built, before any training
         fold_sets = {m: make_folds(dataset.labels, folds, cfgs[m]["folds_by"], dataset.subjects,
                                    cfgs[m]["split_seed"]) for m in models}
@@ -443,46 +380,6 @@ def _run_folds(paper, info: dict, dataset, dirs: list[Path], test_folds: list, h
     return written
 
 
-def cv_summary_path(fold_metrics: Path) -> Path:
-    """The cv.json beside the run directory of one fold."""
-    cv_id = json.loads(Path(fold_metrics).read_text())["fold"]["cv_id"]
-    return Path(fold_metrics).parent.parent / f"{cv_id}-cv" / "cv.json"
-
-
-def cv_summary(fold_results: list[dict]) -> dict:
-    """Mean, sample std (n-1), min and max over folds of the test accuracy, macro-F1 and loss, and the pooled
-    confusion matrix of all test folds (every image counted once) with its accuracy and per-class accuracy."""
-    import numpy as np
-
-    first = fold_results[0]
-    tests = [r["splits"]["test"] for r in fold_results]
-
-    def spread(values):
-        v = np.array(values, dtype=float)
-        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                "min": float(v.min()), "max": float(v.max()), "per_fold": [float(x) for x in v]}
-
-    cm = np.sum([t["confusion_matrix"] for t in tests], axis=0)
-    rows = cm.sum(1)
-    classes = list(tests[0]["per_class_accuracy"])
-    return {
-        "schema": "fer-bench/cv/v1", "paper": first["paper"], "model": first["model"], "profile": first["profile"],
-        "protocol": first["protocol"], "seed": first["seed"], "dataset": first["dataset"],
-        "folds": len(fold_results), "folds_by": first["fold"]["by"], "selected_on": first["selected_on"],
-        "status": "completed" if all(r["status"] == "completed" for r in fold_results) else "interrupted",
-        "test": {"accuracy": spread([t["accuracy"] for t in tests]),
-                 "macro_f1": spread([t["macro_f1"] for t in tests]),
-                 "loss": spread([t["loss"] for t in tests]),
-                 "per_class_accuracy_mean": {c: float(np.mean([t["per_class_accuracy"][c] for t in tests]))
-                                             for c in classes}},
-        "pooled": {"n": int(cm.sum()), "accuracy": float(np.trace(cm) / cm.sum()),
-                   "per_class_accuracy": {c: float(cm[i, i] / rows[i]) if rows[i] else 0.0
-                                          for i, c in enumerate(classes)},
-                   "confusion_matrix": cm.tolist()},
-        "budget": first["budget"], "config": first["config"],
-    }
-
-
 def _sync_batchnorm(accelerator: str, devices, num_nodes: int) -> bool:
     """BatchNorm over the global batch (SyncBatchNorm) when several GPUs share it; PyTorch has no CPU SyncBatchNorm,
     so DDP on CPUs normalises over each rank's share (recorded in the budget)."""
@@ -530,6 +427,13 @@ def _protocol(cfg: dict, fold: dict | None) -> tuple[str, str, str]:
     return cfg["protocol"], "PublicTest", ""
 
 
+def _budget(paper, model, profile, cfg, epochs_done, dataset_name, dataset, trainer) -> dict:
+    """fer_bench.config.budget, plus what the recipe cannot show: a partial dataset, DDP BatchNorm on CPUs."""
+    b = config.budget(paper, model, profile, cfg, epochs_done, dataset_name)
+    reasons = b["reasons"] + dataset.not_official() + _ddp_reasons(trainer)
+    return {"full": not reasons, "reasons": reasons}
+
+
 def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerator, devices, num_nodes, strategy,
              precision, deterministic, progress, test_fold=None, checkpoint_every_s=None,
              deadline=None) -> Path | None:
@@ -538,7 +442,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     dm = FERDataModule(dataset, cfg, seed, test_fold)
     dm.setup()
     net = paper.build(m, cfg)
-    module = FERClassifier(net, cfg, dm.norm, paper.configure_optimizers, seed=seed, test_names=dm.split_names)
+    module = FERClassifier(net, cfg, dm.norm, seed=seed, test_names=dm.split_names)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=cfg["monitor"],
                            mode="max" if cfg["monitor"] == "val/acc" else "min", save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True)
@@ -601,8 +505,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         **({"leak_check": {"excluded": dm.leaked, "rule": "a test image with an exact (identical pixels) or near "
                            "(equal 64-bit dHash) duplicate in Training is left out of <split>_unleaked; see "
                            "`fer-bench data audit`"}} if dm.leaked else {}),
-        "budget": _with_data(budget(info["paper"], m, profile, cfg, epochs_done, info.get("dataset", "fer2013")),
-                             dataset, trainer),
+        "budget": _budget(paper, m, profile, cfg, epochs_done, info.get("dataset", "fer2013"), dataset, trainer),
         "splits": splits,
         **({"last_epoch": last_epoch} if last_epoch else {}),
         "timing": {"train_s": round(timer.seconds, 3),
@@ -618,8 +521,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                     "fingerprint": dataset.fingerprint, "n": len(dataset.labels)},
         "config": cfg,
     }
-    path = run_dir / "metrics.json"
-    write_json_atomic(path, result)
+    path = write_metrics(run_dir, result)
     if stopped_by == "time limit":
         raise TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
                                f"{run_dir / 'checkpoints'}.")

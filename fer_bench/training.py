@@ -233,16 +233,16 @@ class FERClassifier(L.LightningModule):
     the test dataloaders (FERDataModule.split_names); ``test_results`` holds their metrics by these names."""
 
     def __init__(self, model: nn.Module, cfg: dict, norm: tuple[float, float] = (0.0, 1.0),
-                 configure_optimizers=None, seed: int | None = None, test_names: tuple[str, ...] = EVAL_SPLITS):
+                 seed: int | None = None, test_names: tuple[str, ...] = EVAL_SPLITS):
         super().__init__()
         self.model, self.cfg, self.norm, self.seed, self.test_names = model, cfg, norm, seed, tuple(test_names)
         self._plateau_metrics: dict = {}
-        self._configure = configure_optimizers
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro")
         self.val_loss = torchmetrics.MeanMetric()
         self.test_metrics = nn.ModuleList([_split_metrics() for _ in self.test_names])
         self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])
+        self.test_loss_sq = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])  # per-image loss^2
         self.test_results: dict = {}
 
     def forward(self, x):
@@ -312,6 +312,7 @@ class FERClassifier(L.LightningModule):
         x, y = batch
         plain, logits = tta.evaluate(self.model, x, self.cfg)  # the same tensor without TTA
         self.test_loss[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y), weight=len(y))
+        self.test_loss_sq[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y, reduction="none") ** 2)
         self.test_metrics[dataloader_idx].update(logits, y)
         if self.cfg["tta"] != "none":  # the plain view's metrics too, so TTA's effect can be read off
             tta.plain_metrics(self, len(self.test_metrics), len(CLASSES))[dataloader_idx].update(plain, y)
@@ -322,11 +323,13 @@ class FERClassifier(L.LightningModule):
         for i, (name, metrics, loss) in enumerate(zip(self.test_names, self.test_metrics, self.test_loss)):
             m = metrics.compute()
             cm = m["confusion_matrix"].long()
+            mean_loss, mean_sq = float(loss.compute()), float(self.test_loss_sq[i].compute())
             self.test_results[name] = {
                 "n": int(cm.sum()),
                 "accuracy": float(m["accuracy"]),
                 "macro_f1": float(m["macro_f1"]),
-                "loss": float(loss.compute()),
+                "loss": mean_loss,
+                "loss_sd": max(0.0, mean_sq - mean_loss ** 2) ** 0.5,  # per-image spread: the loss's test-set interval
                 "per_class_accuracy": {c: float(a) for c, a in zip(CLASSES, m["per_class_accuracy"])},
                 "confusion_matrix": cm.tolist(),
             }
@@ -337,34 +340,45 @@ class FERClassifier(L.LightningModule):
                 plain.reset()
             metrics.reset()
             loss.reset()
+            self.test_loss_sq[i].reset()
 
     def configure_optimizers(self):
-        if self._configure is not None:
-            return self._configure(self, self.cfg)
-        return default_optimizers(self.parameters(), self.cfg)
+        return optimizers(self.parameters(), self.cfg)
 
 
-def default_optimizers(params, cfg: dict):
-    """Optimiser and LR schedule from the recipe's keys (see fer_bench.config.DEFAULTS)."""
-    if cfg["optimizer"] == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
-                              weight_decay=cfg["weight_decay"])
-    else:
-        cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
-        opt = cls(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]), eps=cfg["adam_eps"],
-                  weight_decay=cfg["weight_decay"])
+# the recipe's optimizer and scheduler keys name one of these small callables each
+OPTIMIZERS = {
+    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                                               nesterov=cfg["nesterov"], weight_decay=cfg["weight_decay"]),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]),
+                                                 eps=cfg["adam_eps"], weight_decay=cfg["weight_decay"]),
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]),
+                                                   eps=cfg["adam_eps"], weight_decay=cfg["weight_decay"]),
+}
+
+
+def _plateau(opt, cfg):
+    mode = "min" if cfg["plateau_monitor"] == "val/loss" else "max"
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["plateau_factor"],
+                                                       patience=cfg["plateau_patience"])
+    return {"scheduler": sched, "monitor": cfg["plateau_monitor"]}
+
+
+SCHEDULES = {  # (optimizer, recipe) -> Lightning's lr_scheduler config
+    "plateau": _plateau,
+    "cosine": lambda opt, cfg: {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1)),
+                                "interval": "epoch"},
+    "step": lambda opt, cfg: {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda e: step_factor(e, cfg)),
+                              "interval": "epoch"},  # step after a hold (fer_bench.training.step_factor)
+}
+
+
+def optimizers(params, cfg: dict):
+    """The optimiser and LR schedule the recipe's ``optimizer`` and ``scheduler`` keys name."""
+    opt = OPTIMIZERS[cfg["optimizer"]](params, cfg)
     if cfg["scheduler"] == "none":
         return opt
-    if cfg["scheduler"] == "plateau":
-        mode = "min" if cfg["plateau_monitor"] == "val/loss" else "max"
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["plateau_factor"],
-                                                           patience=cfg["plateau_patience"])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": cfg["plateau_monitor"]}}
-    if cfg["scheduler"] == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: step_factor(e, cfg))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+    return {"optimizer": opt, "lr_scheduler": SCHEDULES[cfg["scheduler"]](opt, cfg)}
 
 
 def step_factor(epoch: int, cfg: dict) -> float:

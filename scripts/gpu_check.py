@@ -51,7 +51,7 @@ def host_syncs_per_step(accelerator: str, steps: int = 20) -> float | str:
     """Training steps of the smallest model with CUDA's sync debug mode on; the warnings it raises are counted."""
     if accelerator != "gpu":
         return "n/a"
-    from fer_bench.registry import get_paper
+    from papers import get_paper
     from fer_bench.runner import resolve_config
     from fer_bench.training import FERClassifier
 

@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from fer_bench.check import REFERENCE, TOLERANCE, compare, smoke_values, validate_papers
-from fer_bench.registry import get_paper, list_papers
+from papers import get_paper, list_papers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +54,8 @@ def test_check_compares_with_this_cpu_kinds_values_only(monkeypatch, tmp_path, c
     ref = json.loads((ROOT / REFERENCE).read_text())
     far = {"PrivateTest": {"accuracy": 0.10, "loss": 9.0}, "PublicTest": {"accuracy": 0.10, "loss": 9.0}}
     key = "miao_presnet_vgg/presnet"
-    ref["smoke"] = {"AVX2": {"software": {}, "values": {key: far}}}
+    others = {k: far for k in _registered() if k != key}  # every other model has a value somewhere
+    ref["smoke"] = {"AVX2": {"software": {}, "values": {**others, key: far}}}
     reference = tmp_path / "smoke.json"
     reference.write_text(json.dumps(ref))
     assert chk.check(None, reference, only=[key]) == 0  # only another kind's value: noted, not failed
@@ -60,10 +63,110 @@ def test_check_compares_with_this_cpu_kinds_values_only(monkeypatch, tmp_path, c
     ref["smoke"]["AVX512"] = {"software": {}, "values": {key: far}}
     reference.write_text(json.dumps(ref))
     assert chk.check(None, reference, only=[key]) == 1  # this kind's value, far off: a regression
-    ref["smoke"] = {"AVX512": {"software": {}, "values": {}}}
+    ref["smoke"] = {"AVX512": {"software": {}, "values": others}}
     reference.write_text(json.dumps(ref))
     assert chk.check(None, reference, only=[key]) == 1  # no value anywhere: fails
-    assert "no reference value on any CPU" in capsys.readouterr().out
+    assert "no smoke reference value on any CPU kind" in capsys.readouterr().out
+
+
+def _registered() -> list[str]:
+    return [f"{pid}/{m}" for pid in list_papers() for m in get_paper(pid).models]
+
+
+def _fake_smoke(monkeypatch, git_sha="new", accuracy=0.25):
+    """check's smoke runs replaced by a metrics.json-like dict (no training), recorded with ``git_sha``."""
+    import fer_bench.check as chk
+    from fer_bench.results import software
+
+    split = {"accuracy": accuracy, "loss": 2.0}
+    d = {"splits": {"PrivateTest": split, "PublicTest": split}, "timing": {"train_s": 1, "eval_s": 1},
+         "software": {**software(), "git_sha": git_sha}}
+    monkeypatch.setattr(chk, "_smoke", lambda *a, **k: json.loads(json.dumps(d)))
+
+
+@pytest.fixture
+def sixth_paper(monkeypatch):
+    """A newly added paper (one tiny model) that has no reference yet: registered for this test only."""
+    from torch import nn
+
+    from fer_bench import registry
+    from fer_bench.registry import Model, Paper
+
+    paper = Paper(id="sixth_paper", title="A new paper", seed="none.txt",
+                  models={"tiny": Model(lambda cfg: nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)))},
+                  recipe={}, claims=[], interpretations={"everything": "a test fixture"})
+    monkeypatch.setitem(registry._REGISTRY, paper.id, paper)
+    return paper
+
+
+def test_a_model_with_no_reference_anywhere_fails_naming_the_command(monkeypatch, tmp_path, capsys, sixth_paper):
+    """A new paper's model has no smoke value on any CPU kind: whichever models run, the check fails and says the
+    exact command that measures it, and that the result is to be committed."""
+    import fer_bench.check as chk
+
+    monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX2")
+    _fake_smoke(monkeypatch)
+    reference = tmp_path / "smoke.json"
+    reference.write_text((ROOT / REFERENCE).read_text())
+    command = "fer-bench check --update --only sixth_paper/tiny --data ../shared/datasets/fer2013"
+    for only in (["miao_presnet_vgg/presnet"], ["sixth_paper"]):  # another model's run, or the new one's own
+        assert chk.check(None, reference, only=only) == 1
+        out = capsys.readouterr().out
+        (line,) = [ln for ln in out.splitlines() if ln.startswith("  FAIL")]
+        assert "sixth_paper/tiny" in line and "no smoke reference value on any CPU kind" in line
+        assert f"`{command} --reference {reference}`" in line and f"commit {reference}" in line
+    # run on the default reference, the command is exactly the one to type; --data names the data the check used
+    assert chk._missing("p/m", None, REFERENCE).endswith(
+        "`fer-bench check --update --only p/m --data ../shared/datasets/fer2013` and commit results/reference/smoke.json")
+    assert chk.measure_command("p/m", "/data/fer2013.csv") == "fer-bench check --update --only p/m --data /data/fer2013.csv"
+    # the command it names does what it says: measured and recorded, the same check then passes
+    assert chk.check(None, reference, update=True, only=["sixth_paper/tiny"]) == 0
+    assert chk.check(None, reference, only=["sixth_paper/tiny"]) == 0
+    assert json.loads(reference.read_text())["params"]["sixth_paper/tiny"] == sixth_paper.num_params("tiny")
+
+
+def test_update_only_keeps_the_other_entries_code_version(monkeypatch, tmp_path):
+    """`--update --only X` records the code version that measured X, beside X's value; every other value keeps its
+    own record (and its parameter count), on this CPU kind and on the others. A reference written before records
+    were kept per model (one ``software`` per kind) still loads, each value getting its kind's record."""
+    import fer_bench.check as chk
+
+    monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX2")
+    ref = json.loads((ROOT / REFERENCE).read_text())
+    keys = _registered()
+    far = {"PrivateTest": {"accuracy": 0.10, "loss": 9.0}, "PublicTest": {"accuracy": 0.10, "loss": 9.0}}
+    old = {"python": "3.11.7", "torch": "2.14.1", "lightning": "2.6.6", "fer_bench": "0.1.0", "git_sha": "old"}
+    ref["smoke"] = {"AVX2": {"software": old, "values": {k: far for k in keys}},
+                    "AVX512": {"software": {**old, "git_sha": "other"}, "values": {k: far for k in keys}}}
+    a, b, c = "miao_presnet_vgg/presnet", "miao_presnet_vgg/presnet_vgg", "rodrigues_cnn/cnn8"
+    ref["params"][c] += 1  # a model whose network changed since its values were measured
+    reference = tmp_path / "smoke.json"
+    reference.write_text(json.dumps(ref))
+
+    loaded = smoke_values(ref)  # the kind-level record of an older reference, per value
+    assert all(loaded[kind]["measured_with"][k]["git_sha"] == sha for kind, sha in (("AVX2", "old"), ("AVX512", "other"))
+               for k in keys)
+
+    _fake_smoke(monkeypatch, git_sha="new")
+    assert chk.check(None, reference, update=True, only=[a]) == 1  # c's count differs from its values' network
+    _fake_smoke(monkeypatch, git_sha="newer")
+    assert chk.check(None, reference, update=True, only=[b]) == 1
+    written = json.loads(reference.read_text())
+    kinds = smoke_values(written)
+    sha = {k: v["git_sha"] for k, v in kinds["AVX2"]["measured_with"].items()}
+    assert sha[a] == "new" and sha[b] == "newer"  # each measured value with the code that measured it
+    assert {sha[k] for k in keys if k not in (a, b)} == {"old"}  # the others untouched
+    assert kinds["AVX2"]["values"][a]["PrivateTest"]["accuracy"] == 0.25 and kinds["AVX2"]["values"][c] == far
+    assert written["smoke"]["AVX512"] == ref["smoke"]["AVX512"]  # another CPU kind: exactly as it was
+    assert written["params"][c] == ref["params"][c]  # kept: the count of the network c's values were measured with
+    assert written["params"][a] == get_paper("miao_presnet_vgg").num_params("presnet")
+    # once every value of a kind has its own record, the kind-level one goes
+    assert "software" in written["smoke"]["AVX2"]
+    entry = chk._updated(written["smoke"]["AVX2"], {k: far for k in keys}, {k: old for k in keys})
+    assert set(entry) == {"values", "measured_with"}
+    # the oldest layout (values keyed by model, one software record) loads as the AVX2 machine's
+    legacy = smoke_values({"software": old, "smoke": {a: far}})
+    assert legacy == {"AVX2": {"values": {a: far}, "measured_with": {a: old}}}
 
 
 def test_default_precision_follows_the_hardware(monkeypatch):

@@ -204,6 +204,27 @@ def test_a_cache_that_cannot_be_written_is_skipped_and_leaves_nothing(tiny_csv, 
     assert list(cache_dir().iterdir()) == []
 
 
+def test_a_killed_writers_temporary_cache_file_is_removed_by_the_next_write(tiny_csv):
+    """SIGKILL leaves the writer's temporary file; the next cache write removes it, not a live writer's."""
+    import subprocess
+    import sys
+
+    from fer_bench.data import cache_dir
+
+    load_fer2013(tiny_csv)
+    (cached,) = cache_dir().glob("*.pt")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    stale = cached.with_name(f".{cached.name}.{dead.pid}-0123abcd.tmp")
+    live = cached.with_name(f".{cached.name}.{os.getpid()}-4567ef01.tmp")
+    for f in (stale, live):
+        f.write_bytes(b"half a cache")
+    cached.unlink()
+    assert load_fer2013(tiny_csv).images.shape[0] == 63  # rebuilt and written again
+    assert not stale.exists() and live.exists() and cached.exists()
+    live.unlink()
+
+
 def test_folder_reached_through_symlinks_is_reread_when_its_files_change(tmp_path, monkeypatch):
     """train/ and test/ are symlinks (e.g. to a shared copy): the cache key follows them to the files read."""
     import shutil

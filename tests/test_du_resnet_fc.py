@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from conftest import ROOT, cli
-from fer_bench import get_paper
-from fer_bench.training import default_optimizers
+from papers import get_paper
+from fer_bench.training import optimizers
 from papers.du_resnet_fc import FCBlock, ImprovedResNet50, ResNet50
 
 PAPER_ID = "du_resnet_fc"
@@ -119,7 +119,7 @@ def test_recipe_and_adam(paper, name):
     assert (cfg["optimizer"], cfg["adam_beta1"], cfg["adam_beta2"], cfg["adam_eps"]) == ("adam", 0.9, 0.999, 1e-8)
     assert (cfg["lr"], cfg["epochs"], cfg["input_size"], cfg["channels"]) == (1e-3, 30, 48, 3)
     assert (cfg["label_smoothing"], cfg["pretrained"]) == (0.0, False)
-    built = default_optimizers(nn.Linear(2, 2).parameters(), cfg)
+    built = optimizers(nn.Linear(2, 2).parameters(), cfg)
     opt, sched = built["optimizer"], built["lr_scheduler"]
     assert type(opt) is torch.optim.Adam
     group = opt.param_groups[0]

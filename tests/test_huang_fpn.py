@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from fer_bench import UserError, get_paper
-from fer_bench.training import default_optimizers
+from fer_bench import UserError
+from papers import get_paper
+from fer_bench.training import optimizers
 from papers.huang_fpn import FIG6_FPN_PRINTED, FIG6_LABELS, ResNet50, ResNet50FPN
 
 PAPER = get_paper("huang_fpn")
@@ -78,7 +79,7 @@ def test_recipe_is_section_2_3():
     assert (cfg["scheduler"], cfg["plateau_monitor"], cfg["plateau_factor"]) == ("plateau", "val/loss", 0.1)
     assert cfg["input_size"] == 512 and cfg["aug_hflip"] and cfg["aug_rotation"] > 0 and cfg["aug_scale"] > 0
     assert cfg["weight_decay"] > 0  # §2.2.3 L2 regularisation
-    conf = default_optimizers(nn.Linear(2, 2).parameters(), cfg)
+    conf = optimizers(nn.Linear(2, 2).parameters(), cfg)
     assert isinstance(conf["optimizer"], torch.optim.Adam)
     sched = conf["lr_scheduler"]["scheduler"]
     assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and sched.factor == pytest.approx(0.1)
@@ -87,7 +88,7 @@ def test_recipe_is_section_2_3():
     assert {"input_size=512", "prediction layer", "weight_decay=1e-4", "last batch"} <= set(PAPER.interpretations)
     # §2.2.3 "a penalty proportional to the square of the magnitude of the model parameters": all of them
     net = ResNet50FPN()
-    opt = default_optimizers(net.parameters(), cfg)["optimizer"]
+    opt = optimizers(net.parameters(), cfg)["optimizer"]
     assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 1e-4
     assert sum(p.numel() for p in opt.param_groups[0]["params"]) == sum(p.numel() for p in net.parameters())
     assert any(p is net.to_c3[0][1].weight for p in opt.param_groups[0]["params"])  # a BatchNorm scale too

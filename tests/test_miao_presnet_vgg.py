@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import cli, synthetic_arrays
-from fer_bench import UserError, get_paper
+from fer_bench import UserError
+from papers import get_paper
 from fer_bench.cli import main
 from fer_bench.data import FER2013, load_fer2013
 from fer_bench.registry import count_params
 from fer_bench.runner import resolve_config
-from fer_bench.training import default_optimizers, step_factor
+from fer_bench.training import optimizers, step_factor
 from papers.miao_presnet_vgg import CutVGG, PreActBottleneck, PResNetVGG
 
 PAPER = get_paper("miao_presnet_vgg")
@@ -173,7 +174,7 @@ def test_lr_schedule_holds_50_epochs_then_decays_x09_every_5():
     cfg = PAPER.resolve("presnet", "paper")
     expected = {0: 1.0, 49: 1.0, 50: 1.0, 54: 1.0, 55: 0.9, 60: 0.81, 199: 0.9 ** 29}
     assert {e: step_factor(e, cfg) for e in expected} == pytest.approx(expected)
-    sched = default_optimizers([nn.Parameter(torch.zeros(1))], cfg)["lr_scheduler"]["scheduler"]
+    sched = optimizers([nn.Parameter(torch.zeros(1))], cfg)["lr_scheduler"]["scheduler"]
     lrs = []
     for _ in range(200):  # what Lightning does: one scheduler step per epoch
         lrs.append(sched.optimizer.param_groups[0]["lr"])

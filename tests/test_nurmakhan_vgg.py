@@ -12,7 +12,8 @@ import torchvision
 from torch import nn
 
 from conftest import cli
-from fer_bench import UserError, get_paper
+from fer_bench import UserError
+from papers import get_paper
 from papers.nurmakhan_vgg import VGG16, VGG16_LAYOUT, VGGNet
 
 PAPER = get_paper("nurmakhan_vgg")

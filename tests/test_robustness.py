@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from papers import get_paper
 
 from conftest import ROOT, cli, write_csv
 
@@ -231,28 +234,30 @@ def test_partial_copies_of_fer2013(tmp_path):
     full budget."""
     from fer_bench.data import load_fer2013
     from fer_bench.errors import UserError
-    from fer_bench.runner import _with_data, check_classes, data_reasons
+    from fer_bench.runner import _budget
 
     path = tmp_path / "fer2013.csv"
     write_csv(path, per_class=2)
     ds = load_fer2013(path, use_cache=False)
-    check_classes(ds)  # all seven classes in every split
-    assert data_reasons(ds) == ["dataset 14/14/14 images (Training/PublicTest/PrivateTest), not the official "
-                                "28,709/3,589/3,589"]
-    assert _with_data({"full": True, "reasons": []}, ds) == {"full": False, "reasons": data_reasons(ds)}
+    ds.check_classes()  # all seven classes in every split
+    assert ds.not_official() == ["dataset 14/14/14 images (Training/PublicTest/PrivateTest), not the official "
+                                 "28,709/3,589/3,589"]
+    paper = get_paper("rodrigues_cnn")
+    cfg = paper.resolve("cnn8")
+    trainer = SimpleNamespace(world_size=1)
+    assert _budget(paper, "cnn8", "paper", cfg, cfg["epochs"], "fer2013", ds, trainer) == {
+        "full": False, "reasons": ds.not_official()}  # the paper's whole recipe, on a partial copy
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0]] + [l for l in lines[1:] if not l.startswith("1,")]) + "\n")  # no disgust
     with pytest.raises(UserError, match="no image of disgust"):
-        check_classes(load_fer2013(path, use_cache=False))
+        load_fer2013(path, use_cache=False).check_classes()
 
 
 def test_the_real_release_is_a_full_dataset(real_data):
     from fer_bench.data import load_fer2013
-    from fer_bench.runner import check_classes, data_reasons
-
     ds = load_fer2013(real_data)
-    check_classes(ds)
-    assert data_reasons(ds) == []
+    ds.check_classes()
+    assert ds.not_official() == []
 
 
 def test_a_split_smaller_than_the_ranks_is_a_clear_error():

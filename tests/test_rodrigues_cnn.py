@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from conftest import ROOT, cli
-from fer_bench import UserError, get_paper, runner
+from fer_bench import UserError, runner
+from papers import get_paper
 from fer_bench.cli import main
 from fer_bench.data import FER2013, SPLITS
-from fer_bench.training import FERDataModule, default_optimizers
+from fer_bench.training import FERDataModule, optimizers
 
 PAPER = get_paper("rodrigues_cnn")
 SEED_TEXT = ROOT.parent / "shared" / "seeds" / PAPER.seed
@@ -153,7 +154,7 @@ def test_recipe_as_written():
         assert cfg["input_size"] == 48
     assert PAPER.resolve("resnet50_scratch")["channels"] == PAPER.resolve("resnet50_imagenet")["channels"] == 3
     assert PAPER.resolve("cnn8")["channels"] == 1
-    opt = default_optimizers(nn.Linear(2, 2).parameters(), PAPER.resolve("cnn8"))
+    opt = optimizers(nn.Linear(2, 2).parameters(), PAPER.resolve("cnn8"))
     assert type(opt) is torch.optim.Adam  # no scheduler: the optimiser alone
     group = opt.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-3, (0.9, 0.999), 1e-7, 0.0)
@@ -283,7 +284,6 @@ def test_smoke_run_on_real_fer2013(real_data, tmp_path):
 
 
 def test_accuracy_and_loss_claims_are_the_model_after_150_epochs():
-    from fer_bench.registry import get_paper
 
     own = [c for c in get_paper("rodrigues_cnn").claims if c.metric in ("accuracy", "loss") and c.kind == "own"]
     assert len(own) == 6 and all(c.checkpoint == "last" for c in own)
