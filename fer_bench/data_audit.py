@@ -7,7 +7,12 @@
 - label conflicts: exact duplicates with different labels;
 - blank images: a constant image, or one whose pixels span fewer than ``blank_range`` levels.
 
-Pairs are reported within and across Training, PublicTest and PrivateTest.
+Pairs are reported within and across Training, PublicTest and PrivateTest. Beside the pairs, images and groups are
+counted (``image_counts``), each image or group once however many pairs it is in:
+- test images (PublicTest, PrivateTest each) with an exact copy in Training, and those with only a near copy there
+  (equal dHash with a Training image, no exact copy in Training); together, the images with a duplicate in
+  Training that ``exclude_leaked`` leaves out;
+- groups of identical images (two or more, anywhere), the images in them, and the groups whose labels conflict.
 """
 
 from __future__ import annotations
@@ -41,11 +46,42 @@ def _groups(keys) -> list[list[int]]:
     return [g for g in by_key.values() if len(g) > 1]
 
 
+# the keys image_counts adds to the summary, in the order `fer-bench data audit` prints them
+IMAGE_COUNT_KEYS = tuple(f"{s} images with {what} in Training" for s in SPLITS[1:]
+                         for what in ("a duplicate", "an exact copy", "only a near copy")) + (
+    "groups of identical images", "images in groups of identical images",
+    "groups of identical images with conflicting labels")
+
+
+def image_counts(ds: FER2013, digests: list, hashes: list, exact: list[list[int]]) -> dict:
+    """Images and groups, each counted once (the keys of IMAGE_COUNT_KEYS): ``digests`` and ``hashes`` are each
+    image's SHA-1 and dHash, ``exact`` the groups of identical images."""
+    splits, labels = ds.splits.tolist(), ds.labels.tolist()
+    train = SPLITS.index("Training")
+    train_digests = {d for d, s in zip(digests, splits) if s == train}
+    train_hashes = {h for h, s in zip(hashes, splits) if s == train}
+    out = {}
+    for s in SPLITS[1:]:
+        test = [i for i, x in enumerate(splits) if x == SPLITS.index(s)]
+        exact_copy = sum(1 for i in test if digests[i] in train_digests)
+        near_only = sum(1 for i in test if digests[i] not in train_digests and hashes[i] in train_hashes)
+        out[f"{s} images with a duplicate in Training"] = exact_copy + near_only
+        out[f"{s} images with an exact copy in Training"] = exact_copy
+        out[f"{s} images with only a near copy in Training"] = near_only
+    out["groups of identical images"] = len(exact)
+    out["images in groups of identical images"] = sum(len(g) for g in exact)
+    out["groups of identical images with conflicting labels"] = sum(1 for g in exact if len({labels[i] for i in g}) > 1)
+    return out
+
+
 def audit(ds: FER2013, blank_range: int = 8) -> tuple[list[dict], dict]:
-    """(rows, summary): one row per pair or blank image; summary counts by kind and split pair."""
-    exact = _groups(hashlib.sha1(img.numpy().tobytes()).digest() for img in ds.images)
+    """(rows, summary): one row per pair or blank image; summary counts pairs by kind and split pair, and images and
+    groups (``image_counts``)."""
+    digests = [hashlib.sha1(img.numpy().tobytes()).digest() for img in ds.images]
+    hashes = dhash(ds.images).tolist()
+    exact = _groups(digests)
     exact_id = {i: g for g, members in enumerate(exact) for i in members}
-    near = _groups(dhash(ds.images).tolist())
+    near = _groups(hashes)
     rows = []
 
     def pair(kind, a, b):
@@ -71,9 +107,7 @@ def audit(ds: FER2013, blank_range: int = 8) -> tuple[list[dict], dict]:
         where = r["split_a"] if not r["split_b"] else "/".join(sorted({r["split_a"], r["split_b"]}))
         summary[f"{r['kind']} {where}"] += 1
         summary[r["kind"]] += 1
-    leaked = _leaked(rows)
-    for s in ("PublicTest", "PrivateTest"):
-        summary[f"{s} images with a duplicate in Training"] = sum(1 for i in leaked if SPLITS[ds.splits[i]] == s)
+    summary.update(image_counts(ds, digests, hashes, exact))
     return rows, dict(sorted(summary.items()))
 
 

@@ -8,7 +8,8 @@ import pytest
 from fer_bench.audit import (FER2013_COUNTS, JAFFE_COUNTS, SEVERITIES, SIZES, audit, canonical_class,
                              matrix_summary, printed_tolerance)
 from fer_bench.data import CLASSES
-from fer_bench.registry import Claim, Model, Paper, get_paper, list_papers
+from fer_bench.registry import Claim, Model, Paper
+from papers import get_paper, list_papers
 
 
 def claim(model, metric, value, printed, split="PublicTest", protocol="canonical", source="Table 1", **kw):
@@ -59,19 +60,24 @@ def test_huang_figure6_implies_18_percent():
     assert b["severity"] == "high" and "68.00% (absolute) or 74.40% (relative)" in b["finding"]
 
 
-def test_huang_matrices_count_a_fifth_of_training_and_the_gain_is_not_in_them():
+def test_huang_matrices_fit_three_split_rules_and_the_gain_is_not_in_them():
     found = audit([get_paper("huang_fpn")])
     size = [f for f in found if f["check"] == "confusion matrix size"]
     assert len(size) == 2 and all(f["severity"] == "medium" for f in size)
-    assert size[0]["numbers"]["total"] == 5742 and size[0]["numbers"]["fraction_of"] == "Training"
-    assert size[0]["numbers"]["fraction"] == 0.2 and "PublicTest, 3,589" in size[0]["finding"]
+    assert size[0]["numbers"]["total"] == 5742 and "PublicTest, 3,589" in size[0]["finding"]
+    # 5,742 is 20% of Training, but also 16% of all 35,887 (20% of the 80% left after a 20% test split), and
+    # 18% of Training+PublicTest (5,814) is within the printed rounding (5,602-5,882): three rules, not one
+    rules = size[0]["numbers"]["rules"]
+    assert [(r["pool"], round(r["fraction"], 4), r["size"]) for r in rules] == [
+        ("Training", 0.2, 5742), ("all", 0.16, 5742), ("Training+PublicTest", 0.18, 5814)]
+    assert all(r["p"] > 0.05 for r in rules) and "fit 3 of them" in size[0]["finding"]  # class counts fit each
     gain = next(f for f in found if f["check"] == "stated difference")
     assert gain["severity"] == "high"
     assert gain["numbers"]["matrix_gain"] == pytest.approx(1034 / 5742 - 1042 / 5748)  # -0.12 points, not +25
     assert gain["numbers"]["baseline_absolute"] == pytest.approx(0.68)
     assert gain["numbers"]["baseline_relative"] == pytest.approx(0.744)
     sizes = {f["numbers"]["stated"]: f["severity"] for f in found if f["check"] == "dataset size"}
-    assert sizes == {28709.0: "info", 3589.0: "info", 20000.0: "low"}  # 'over 20,000' holds, understating by 44%
+    assert sizes == {28709.0: "info", 3589.0: "info", 20000.0: "info"}  # 'over 20,000' holds (understating by 44%)
 
 
 @pytest.mark.parametrize("paper_id", list_papers())
@@ -154,12 +160,20 @@ def test_per_class_vs_average():
     assert f[0]["severity"] == "medium" and f[0]["numbers"]["stated"] == pytest.approx(0.75)
 
 
-def test_per_class_granularity_on_jaffe():
+def test_per_class_granularity_on_jaffe(monkeypatch):
     # Miao et al. Table 1, JAFFE column: 95.31% of the 30 angry images is no whole number of images (61/64 is)
     pc = claim("p", "per_class_accuracy", None, "95.31; 100.00", split="test", protocol="5-fold", dataset="jaffe",
                matrix=[[0.9531, 1.0]], labels=["Angry", "Happy"])
     f = findings(pc, check="per-class granularity")
     assert len(f) == 1 and f[0]["numbers"]["classes"] == ["Angry"] and f[0]["numbers"]["denominators"] == [64]
+    # nor is it a mean over 5 folds, whatever the fold sizes of the 30 angry images (not "means over folds")
+    assert "nor a mean over 5 folds" in f[0]["finding"] and f[0]["numbers"]["fold_means"] == []
+    # 5/6 of 4 images is no pooled count k/4, but the mean of 2/3 and 1/1 over folds of 3 and 1: not flagged;
+    # 95% of 20 images (19/20) is a pooled count: not flagged either
+    pc = claim("p", "per_class_accuracy", None, "x", split="test", protocol="2-fold", dataset="jaffe",
+               matrix=[[0.8333, 0.95]], labels=["Angry", "Happy"])
+    monkeypatch.setitem(JAFFE_COUNTS, "all", dict(JAFFE_COUNTS["all"], angry=4, happy=20))
+    assert findings(pc, check="per-class granularity") == []
 
 
 def test_stated_difference_absolute_and_relative():
@@ -182,9 +196,20 @@ def test_dataset_sizes_and_test_selection():
                  claim("*", "dataset_size", 40000.0, "over 40,000", split="all"),
                  claim("*", "dataset_size", 213.0, "213", split="all", dataset="jaffe"), check="dataset size")
     by_size = {x["numbers"]["stated"]: x for x in f}
-    assert {k: x["severity"] for k, x in by_size.items()} == {28000.0: "medium", 3589.0: "info", 287039.0: "high",
-                                                             40000.0: "high", 213.0: "info"}
+    # by effect on a reported number: 2.5% fewer training images changes accuracy little (low); a split larger
+    # than the dataset is a misprint no number was measured on (low); a false lower bound may be another dataset
+    assert {k: x["severity"] for k, x in by_size.items()} == {28000.0: "low", 3589.0: "info", 287039.0: "low",
+                                                             40000.0: "medium", 213.0: "info"}
     assert "misprint" in by_size[287039.0]["finding"] and "-2.47%" in by_size[28000.0]["finding"]
+    f = findings(claim("*", "dataset_size", 3500.0, "3,500", split="PrivateTest", protocol="paper"),
+                 check="dataset size")
+    assert f[0]["severity"] == "medium" and "test set of the paper's own" in f[0]["finding"]  # not comparable
+    f = findings(claim("*", "dataset_size", 35887.0, "35,887", split="all"),
+                 claim("*", "dataset_size", 287039.0, "287039", split="Training"),
+                 claim("*", "dataset_size", 3589.0, "3589", split="PublicTest"),
+                 claim("*", "dataset_size", 3589.0, "3589", split="PrivateTest"), check="dataset size")
+    misprint = next(x for x in f if x["numbers"]["stated"] == 287039.0)  # Du §2.1: its own sizes imply 28,709
+    assert misprint["severity"] == "low" and "imply 28,709 (35,887 - 3,589 - 3,589)" in misprint["finding"]
     f = findings(claim("a", "accuracy", 0.7, "70%", split="PrivateTest", selected_on="test"),
                  claim("a", "accuracy", 0.7, "70%", split="PublicTest", selected_on="PrivateTest"),
                  check="selection on the test set")
@@ -198,7 +223,7 @@ def test_class_counts_are_compared_with_the_official_ones():
                  claim("*", "dataset_size", 30.0, "30", split="all", dataset="jaffe", labels=["AN"]),
                  check="dataset size")
     by = {x["numbers"]["stated"]: x for x in f}
-    assert {k: (x["severity"], x["numbers"]["official"]) for k, x in by.items()} == {
-        547.0: ("info", 547), 4900.0: ("medium", 4953), 436.0: ("info", 436), 30.0: ("info", 30)}
+    assert {k: (x["severity"], x["numbers"]["official"]) for k, x in by.items()} == {  # a class miscount: low
+        547.0: ("info", 547), 4900.0: ("low", 4953), 436.0: ("info", 436), 30.0: ("info", 30)}
     assert "its angry class has 4,953 (-53, -1.07%)" in by[4900.0]["finding"]  # a class, not the whole set
     assert "its disgust class in Training (436)" in by[436.0]["finding"]

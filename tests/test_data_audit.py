@@ -12,7 +12,7 @@ from conftest import cli, synthetic_arrays
 from fer_bench.augment import preprocess
 from fer_bench.config import DEFAULTS
 from fer_bench.data import FER2013, SPLITS
-from fer_bench.data_audit import audit, dhash
+from fer_bench.data_audit import IMAGE_COUNT_KEYS, audit, dhash, leaked_mask
 from fer_bench.training import FERClassifier, FERDataModule
 
 
@@ -43,6 +43,77 @@ def test_audit_finds_exactly_the_planted_problems():
     assert summary["exact_duplicate PublicTest/Training"] == 1
     assert summary["PrivateTest images with a duplicate in Training"] == 2
     assert summary["PublicTest images with a duplicate in Training"] == 1
+
+
+def test_audit_counts_the_planted_images_and_groups():
+    ds, _ = _dataset()
+    summary = audit(ds)[1]
+    assert {k: summary[k] for k in IMAGE_COUNT_KEYS} == {
+        "PublicTest images with a duplicate in Training": 1, "PublicTest images with an exact copy in Training": 1,
+        "PublicTest images with only a near copy in Training": 0,
+        "PrivateTest images with a duplicate in Training": 2, "PrivateTest images with an exact copy in Training": 1,
+        "PrivateTest images with only a near copy in Training": 1,  # the brighter copy
+        "groups of identical images": 2, "images in groups of identical images": 4,
+        "groups of identical images with conflicting labels": 1}
+
+
+def _groups_dataset():
+    """Groups of identical images across splits, and test images with both kinds of copy:
+    A: train[5], train[6] (another label), pub[1]: a group of 3 with conflicting labels; pub[1] has an exact copy
+       in Training (two, counted once);
+    B: pub[2] = priv[2]: a group with no Training image, so neither has a copy in Training;
+    C: pub[3] = priv[3] = a brighter train[7]: a group; both test images have only a near copy in Training;
+    D: priv[4] = train[8], and train[9] a brighter train[8]: priv[4] has an exact and a near copy: exact only."""
+    images, labels, splits = synthetic_arrays(per_class=2, seed=2)
+    images = images.copy()
+    train, pub, priv = (np.flatnonzero(splits == s) for s in range(3))
+    images[train[6]] = images[pub[1]] = images[train[5]]
+    labels[train[5]], labels[train[6]], labels[pub[1]] = 0, 1, 0
+    images[priv[2]] = images[pub[2]]
+    labels[priv[2]] = labels[pub[2]]
+    images[train[7]] //= 2  # room to brighten without clipping
+    images[pub[3]] = images[priv[3]] = images[train[7]] + 3
+    labels[priv[3]] = labels[pub[3]]
+    images[train[8]] //= 2
+    images[priv[4]] = images[train[8]]
+    labels[priv[4]] = labels[train[8]]
+    images[train[9]] = images[train[8]] + 3
+    ds = FER2013(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(splits), "csv", "y" * 16)
+    return ds, (train, pub, priv)
+
+
+EXPECTED_GROUP_COUNTS = {
+    "PublicTest images with a duplicate in Training": 2, "PublicTest images with an exact copy in Training": 1,
+    "PublicTest images with only a near copy in Training": 1,
+    "PrivateTest images with a duplicate in Training": 2, "PrivateTest images with an exact copy in Training": 1,
+    "PrivateTest images with only a near copy in Training": 1,
+    "groups of identical images": 4, "images in groups of identical images": 9,
+    "groups of identical images with conflicting labels": 1}
+
+
+def test_images_and_groups_are_counted_once():
+    ds, (train, pub, priv) = _groups_dataset()
+    rows, summary = audit(ds)
+    assert {k: summary[k] for k in IMAGE_COUNT_KEYS} == EXPECTED_GROUP_COUNTS
+    # pairs count each pair: group A alone is 3 exact pairs, 2 of them conflicting
+    assert summary["exact_duplicate"] == 3 + 1 + 1 + 1 and summary["label_conflict"] == 2
+    # the images with a duplicate are the ones exclude_leaked leaves out
+    assert sorted(torch.nonzero(leaked_mask(ds)).flatten().tolist()) == sorted([pub[1], pub[3], priv[3], priv[4]])
+
+
+def test_data_audit_cli_prints_and_saves_the_image_counts(tmp_path, capsys):
+    from fer_bench.cli import main
+
+    _write_csv(tmp_path / "groups.csv", _groups_dataset()[0])
+    assert main(["data", "audit", "--data", str(tmp_path / "groups.csv"), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("images and groups (each counted once):")
+    assert out[start + 1:start + 1 + len(IMAGE_COUNT_KEYS)] == [
+        f"{EXPECTED_GROUP_COUNTS[k]:>7}  {k}" for k in IMAGE_COUNT_KEYS]
+    assert "      6  exact_duplicate" in out[start + len(IMAGE_COUNT_KEYS) + 1:]
+    saved = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert set(saved) == {"dataset", "counts"} and saved["dataset"]["fingerprint"]
+    assert {k: saved["counts"][k] for k in IMAGE_COUNT_KEYS} == EXPECTED_GROUP_COUNTS
 
 
 def test_dhash_is_stable_under_brightness_and_differs_between_images():
@@ -137,3 +208,20 @@ def test_exclude_leaked_refuses_a_dataset_without_a_training_split(tmp_path):
             "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
     assert r.returncode == 2 and "exclude_leaked" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.realdata
+def test_real_fer2013_image_and_group_counts(real_data):
+    """The real release (the counts of `fer-bench data audit` on it): every test image is counted once, so the
+    exact and near-only copies add up to the images exclude_leaked leaves out (the committed 303 and 313)."""
+    from fer_bench.data import load_fer2013
+
+    summary = audit(load_fer2013(real_data))[1]
+    assert {k: summary[k] for k in IMAGE_COUNT_KEYS} == {
+        "PublicTest images with a duplicate in Training": 303, "PublicTest images with an exact copy in Training": 280,
+        "PublicTest images with only a near copy in Training": 23,
+        "PrivateTest images with a duplicate in Training": 313,
+        "PrivateTest images with an exact copy in Training": 288,
+        "PrivateTest images with only a near copy in Training": 25,
+        "groups of identical images": 1516, "images in groups of identical images": 3369,
+        "groups of identical images with conflicting labels": 57}
