@@ -80,21 +80,22 @@ def wilson(p: float, n: int, z: float = Z) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def summarize(values, n_test: int | None = None, binomial: bool = True) -> dict:
-    """mean, std (ddof=1), n and the 95% interval of per-seed values (see the module docstring).
+def summarize(values, n_test: int | None = None, binomial: bool = True, level: float = LEVEL) -> dict:
+    """mean, std (ddof=1), n and the ``level`` interval of per-seed values (see the module docstring).
 
     ``n_test``: images in the test split (or class) the values were measured on; ``binomial``: whether
     the values are proportions (accuracies) that get the Wilson term.
     """
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
     n = len(v)
     if n == 0:
         return {"mean": math.nan, "std": math.nan, "n": 0, "lo": math.nan, "hi": math.nan, "method": "none"}
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if n >= 2 else math.nan
-    h_seed = t_quantile(n - 1) * std / math.sqrt(n) if n >= 2 else 0.0
+    h_seed = t_quantile(n - 1, level) * std / math.sqrt(n) if n >= 2 else 0.0
     if binomial and n_test:
-        w_lo, w_hi = wilson(mean, int(n_test))
+        w_lo, w_hi = wilson(mean, int(n_test), z)
         lo = mean - math.hypot(h_seed, mean - w_lo)
         hi = mean + math.hypot(h_seed, w_hi - mean)
         lo, hi = max(0.0, lo), min(1.0, hi)  # a proportion's interval stays within [0, 1]
@@ -116,9 +117,59 @@ def difference(a: dict, b: dict) -> dict:
 
 
 def compare(claim: float, tol: float, lo: float, hi: float) -> str:
-    """consistent / below / above: where the measured interval lies relative to claim +- tol."""
+    """consistent / below / above: where the measured interval lies relative to claim +- tol (inconclusive for an
+    interval that is not there)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
     if hi < claim - tol:
         return "below"
     if lo > claim + tol:
         return "above"
     return "consistent"
+
+
+# ---------------------------------------------------------------- where one new run of the recipe would fall
+
+MIN_SEEDS = 3  # fewer seeds do not estimate the seed-to-seed spread: SEED_ALLOWANCE stands in for it
+SEED_ALLOWANCE = 0.05  # 5 accuracy points: a run that far from a claim would need a seed sd over 2.5 points
+
+
+def predict(values, n_test: int | None, binomial: bool = True, loss_sd: float | None = None,
+            paper_n: int | None = None, claimed: float | None = None, level: float = LEVEL) -> dict:
+    """The ``level`` prediction interval of one new run of the recipe (a paper's number is one run):
+
+        mean +- sqrt(h_seed^2 + h_test^2 + h_paper^2)
+
+    h_seed = t(n-1) * sd * sqrt(1 + 1/n) with n >= MIN_SEEDS seeds; with fewer, SEED_ALLOWANCE for accuracies and
+    no interval (NaN) for other metrics. h_test: the Wilson half-width at the mean on the n_test images (each side
+    apart) for accuracies; z * loss_sd / sqrt(n_test) for a loss (NaN without loss_sd). h_paper: when the paper's
+    test set is not ours, the Wilson half-width of its claimed value on its ``paper_n`` images."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    n = len(v)
+    nan = {"mean": math.nan, "lo": math.nan, "hi": math.nan, "h_seed": math.nan, "n": n, "method": "none"}
+    if n == 0 or not n_test:
+        return nan
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    mean = float(v.mean())
+    if n >= MIN_SEEDS:
+        h_seed = t_quantile(n - 1, level) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / n)
+        method = f"prediction t({n - 1})"
+    elif binomial:
+        h_seed, method = SEED_ALLOWANCE, f"prediction, {n} seed(s): seed allowance {100 * SEED_ALLOWANCE:.0f} pts"
+    else:
+        return nan | {"mean": mean}
+    if binomial:
+        w_lo, w_hi = wilson(mean, int(n_test), z)
+        down, up = mean - w_lo, w_hi - mean
+    elif loss_sd is not None and not math.isnan(loss_sd):
+        down = up = z * loss_sd / math.sqrt(n_test)
+    else:
+        return nan | {"mean": mean}
+    if paper_n and claimed is not None and binomial:
+        p_lo, p_hi = wilson(claimed, int(paper_n), z)
+        down, up = math.hypot(down, p_hi - claimed), math.hypot(up, claimed - p_lo)
+        method += f" + the paper's test set (n={paper_n})"
+    lo, hi = mean - math.hypot(h_seed, down), mean + math.hypot(h_seed, up)
+    if binomial:
+        lo, hi = max(0.0, lo), min(1.0, hi)
+    return {"mean": mean, "lo": lo, "hi": hi, "h_seed": h_seed, "n": n, "method": method}
