@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import re
@@ -434,6 +435,19 @@ def _budget(paper, model, profile, cfg, epochs_done, dataset_name, dataset, trai
     return {"full": not reasons, "reasons": reasons}
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> str:
+    """The message for a run that could not write its results (full disk, quota, file-size limit, read-only); the
+    partial checkpoint Lightning was writing (<name>.part) is removed, so only complete checkpoints remain."""
+    for part in (run_dir / "checkpoints").glob("*.part"):
+        part.unlink(missing_ok=True)
+    then = ("repeat the command with --resume (it continues from the last complete checkpoint)" if last_path.is_file()
+            else "run the command again")
+    return f"Cannot write to {run_dir} ({e.strerror}). Free some space or choose --out on another disk, then {then}."
+
+
 def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerator, devices, num_nodes, strategy,
              precision, deterministic, progress, test_fold=None, checkpoint_every_s=None,
              deadline=None) -> Path | None:
@@ -480,6 +494,10 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
         status, stopped_by = "interrupted", "time limit"
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning exits) or SIGTERM (SIGTERMException), in fit or test
         status = "interrupted"
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        status, stopped_by = "interrupted", _disk_full(e, run_dir, last_path)
     finally:
         if keep_log is not None and trainer.is_global_zero:
             keep_log.put_back()
@@ -521,7 +539,15 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
                     "fingerprint": dataset.fingerprint, "n": len(dataset.labels)},
         "config": cfg,
     }
-    path = write_metrics(run_dir, result)
+    try:
+        path = write_metrics(run_dir, result)
+    except OSError as e:  # the disk filled up before, or just now: nothing half-written stays (atomic writes)
+        if e.errno not in _DISK_FULL:
+            raise
+        raise UserError(stopped_by if stopped_by not in (None, "time limit") else
+                        _disk_full(e, run_dir, last_path)) from None
+    if stopped_by not in (None, "time limit"):
+        raise UserError(stopped_by)
     if stopped_by == "time limit":
         raise TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
                                f"{run_dir / 'checkpoints'}.")

@@ -222,3 +222,25 @@ def test_full_disk_while_caching_skips_the_cache(tmp_path):
     assert r.returncode == 0 and "63 images" in r.stdout, r.stderr
     assert "Traceback" not in r.stderr and "cannot write the dataset cache" in r.stderr
     assert list((tmp_path / "cache").iterdir()) == []  # neither a cache nor a temporary file
+
+
+def test_full_disk_while_training_is_a_clear_error_and_leaves_no_partial_checkpoint(tmp_path):
+    """--out on a full disk: a file-size limit (2 MB) makes the first checkpoint write fail, as a full disk would.
+    The run ends with exit 2 and what to do, metrics.json records it as interrupted, and no checkpoint file (whole
+    or partial) or temporary file is left."""
+    p = tmp_path / "fer2013.csv"
+    write_csv(p, per_class=3)
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
+              "from fer_bench.cli import main; sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", script, "run", "--paper", "huang_fpn", "--model", "resnet50",
+                        "--profile", "smoke", "--data", str(p), "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600,
+                       env={**os.environ, "FER_BENCH_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "Cannot write to" in r.stderr and "Free some space" in r.stderr and "run the command again" in r.stderr
+    (metrics,) = out.glob("runs/huang_fpn/resnet50/*/metrics.json")
+    assert json.loads(metrics.read_text())["status"] == "interrupted"
+    left = [f.name for f in metrics.parent.rglob("*") if f.is_file()]
+    assert not [f for f in left if f.endswith((".ckpt", ".part", ".tmp"))], left
