@@ -189,6 +189,26 @@ def check_hardware(accelerator: str, devices, num_nodes: int, strategy: str, pre
         raise UserError(f"--devices {devices}: this machine has {available} {kind}.")
 
 
+def launch_id() -> str | None:
+    """torchrun and srun start every rank themselves (fer-bench's own DDP children get their directories from rank
+    0): the ranks of one launch agree on a run directory named after it, instead of one directory per rank."""
+    env = os.environ
+    if env.get("TORCHELASTIC_RUN_ID") and int(env.get("WORLD_SIZE", "1")) > 1:
+        return f"torchrun-{env['TORCHELASTIC_RUN_ID']}"
+    if env.get("SLURM_JOB_ID") and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return f"slurm-{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '0')}"
+    return None
+
+
+def is_rank0() -> bool:
+    """Global rank 0: torchrun's RANK, srun's SLURM_PROCID (srun sets no LOCAL_RANK), else Lightning's own children
+    (LOCAL_RANK and NODE_RANK), else a single process."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return os.environ[key] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
 def resolve_config(paper_id: str, model: str, profile: str, epochs: int | None, overrides: list[str],
                    dataset: str = "fer2013") -> dict:
     """The recipe of one run of a registered paper (fer_bench.config.resolve)."""
@@ -277,11 +297,12 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
     precision = precision or default_precision(accelerator)
 
     ddp_child = _RUN_DIRS_ENV in os.environ
+    launch = launch_id()
     run_dirs = json.loads(os.environ.get(_RUN_DIRS_ENV, "{}"))  # set when we are a DDP child
     if not ddp_child:
         for m in models:
             if folds:
-                run_dirs[m] = [str(d) for d in _new_cv_dirs(out, paper_id, m, seed, folds)]
+                run_dirs[m] = [str(d) for d in _new_cv_dirs(out, paper_id, m, seed, folds, launch)]
                 continue
             if run_dir is not None:
                 run_dirs[m] = str(run_dir)
@@ -289,6 +310,9 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
             prior = _find_resumable(out, paper_id, m) if resume else None
             if resume and prior is None:
                 raise UserError(f"--resume: no interrupted run of {paper_id}/{m} with a checkpoint under {out}.")
+            if prior is None and launch:  # every rank of a torchrun/srun launch names the same directory
+                prior = out / "runs" / paper_id / m / f"{launch}-s{seed}"
+                prior.mkdir(parents=True, exist_ok=True)
             run_dirs[m] = str(prior or new_run_dir(out, paper_id, m, seed))
         os.environ[_RUN_DIRS_ENV] = json.dumps(run_dirs)  # inherited by the DDP processes Lightning starts
     try:
@@ -315,7 +339,7 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
         run_dir = Path(run_dirs[m])
         info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
                 "config": cfgs[m]}
-        rank0 = "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0"
+        rank0 = is_rank0()
         if resume:
             recorded = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
             _check_resume(recorded, info, dataset, run_dir)
@@ -350,13 +374,17 @@ def _check_resume(recorded: dict, requested: dict, dataset, run_dir: Path) -> No
         refuse(f"the dataset with fingerprint {recorded['data_fingerprint']}, not this one ({dataset.fingerprint})")
 
 
-def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int) -> list[Path]:
+def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int, launch: str | None = None) -> list[Path]:
     """<cv_id>-cv (the summary) and <cv_id>-f1 ... -fK (one run each), siblings under <out>/runs/<paper>/<model>."""
-    cv_dir = new_run_dir(out, paper, model, seed, suffix="-cv")  # exclusive: a concurrent run draws another id
+    if launch:  # the ranks of one torchrun/srun launch share them
+        cv_dir = out / "runs" / paper / model / f"{launch}-s{seed}-cv"
+        cv_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        cv_dir = new_run_dir(out, paper, model, seed, suffix="-cv")  # exclusive: a concurrent run draws another id
     cv_id = cv_dir.name.removesuffix("-cv")
     dirs = [cv_dir] + [cv_dir.parent / f"{cv_id}-f{i}" for i in range(1, k + 1)]
     for d in dirs[1:]:
-        d.mkdir()
+        d.mkdir(exist_ok=bool(launch))
     return dirs
 
 
@@ -370,7 +398,7 @@ def _run_folds(paper, info: dict, dataset, dirs: list[Path], test_folds: list, h
         fold = {"cv_id": cv_id, "index": i, "of": k, "by": cfg["folds_by"], "split_seed": cfg["split_seed"],
                 "test_n": len(test), "test_subjects": subjects}
         fold_info = {**info, "fold": fold}
-        if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+        if is_rank0():
             write_json_atomic(run_dir / "run.json", fold_info)
         path = _run_one(paper, fold_info, dataset, run_dir, resume=False, test_fold=test, **hw)
         if path:

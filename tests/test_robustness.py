@@ -109,6 +109,37 @@ def test_ddp_on_two_cpu_processes_counts_every_test_image_once(data, tmp_path):
     assert any("ranks' share of the batch" in r for r in d["budget"]["reasons"])  # no SyncBatchNorm on CPUs
 
 
+def test_torchrun_ranks_share_one_run_directory(data, tmp_path):
+    """torchrun starts every rank itself: both ranks use one directory named after the launch (not one each), and
+    only global rank 0 writes run.json and metrics.json."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "fer_bench.cli", "run", *TINY,
+                        "--data", str(data), "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
+                        "--strategy", "ddp"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dirs = list(tmp_path.glob("runs/*/*/*"))
+    assert len(dirs) == 1 and dirs[0].name.startswith("torchrun-"), dirs
+    d = json.loads((dirs[0] / "metrics.json").read_text())
+    assert d["hardware"]["devices"] == 2 and {k: v["n"] for k, v in d["splits"].items()} == {"PrivateTest": 28,
+                                                                                           "PublicTest": 28}
+
+
+def test_rank_and_launch_from_the_launchers_environment(monkeypatch):
+    from fer_bench.runner import is_rank0, launch_id
+
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "WORLD_SIZE",
+                "SLURM_NTASKS", "SLURM_STEP_ID"):
+        monkeypatch.delenv(key, raising=False)
+    assert is_rank0() and launch_id() is None  # one plain process
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "9")  # srun sets no LOCAL_RANK: rank 9 of 16 is not rank 0
+    assert not is_rank0() and launch_id() == "slurm-77.0"
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert is_rank0()
+
+
 def _path(out: Path) -> Path:
     (path,) = out.glob("runs/*/*/*/metrics.json")
     return path
