@@ -221,10 +221,10 @@ class FERDataModule(L.LightningDataModule):
 def _split_metrics() -> torchmetrics.MetricCollection:
     k = len(CLASSES)
     return torchmetrics.MetricCollection({
-        "accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="micro"),
-        "macro_f1": torchmetrics.classification.MulticlassF1Score(k, average="macro"),
-        "per_class_accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="none"),
-        "confusion_matrix": torchmetrics.classification.MulticlassConfusionMatrix(k),
+        "accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="micro", validate_args=False),
+        "macro_f1": torchmetrics.classification.MulticlassF1Score(k, average="macro", validate_args=False),
+        "per_class_accuracy": torchmetrics.classification.MulticlassAccuracy(k, average="none", validate_args=False),
+        "confusion_matrix": torchmetrics.classification.MulticlassConfusionMatrix(k, validate_args=False),
     }, compute_groups=False)
 
 
@@ -238,7 +238,8 @@ class FERClassifier(L.LightningModule):
         self.model, self.cfg, self.norm, self.seed, self.test_names = model, cfg, norm, seed, tuple(test_names)
         self._plateau_metrics: dict = {}
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
-        self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro")
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro",
+                                                                      validate_args=False)
         self.val_loss = torchmetrics.MeanMetric()
         self.test_metrics = nn.ModuleList([_split_metrics() for _ in self.test_names])
         self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])
@@ -295,7 +296,8 @@ class FERClassifier(L.LightningModule):
             y = y.repeat_interleave(len(x) // len(y))
         logits = self.model(x)
         loss = self.criterion(logits, y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        # not in the progress bar: reading it every step would sync the host with a GPU at every step
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("train/acc", (logits.argmax(-1) == y).float().mean(), on_epoch=True, on_step=False,
                  batch_size=len(y))
         return loss
@@ -366,8 +368,8 @@ def _plateau(opt, cfg):
 
 SCHEDULES = {  # (optimizer, recipe) -> Lightning's lr_scheduler config
     "plateau": _plateau,
-    "cosine": lambda opt, cfg: {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1)),
-                                "interval": "epoch"},
+    "cosine": lambda opt, cfg: {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(cfg["epochs"], 1)), "interval": "epoch"},
     "step": lambda opt, cfg: {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda e: step_factor(e, cfg)),
                               "interval": "epoch"},  # step after a hold (fer_bench.training.step_factor)
 }

@@ -98,8 +98,9 @@ class PlainMetrics(nn.Module):
 
     def __init__(self, num_classes: int):
         super().__init__()
-        self.accuracy = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro")
-        self.macro_f1 = torchmetrics.classification.MulticlassF1Score(num_classes, average="macro")
+        self.accuracy = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro",
+                                                                       validate_args=False)
+        self.macro_f1 = torchmetrics.classification.MulticlassF1Score(num_classes, average="macro", validate_args=False)
         self.loss = torchmetrics.MeanMetric()
         self.n = torchmetrics.SumMetric()
 

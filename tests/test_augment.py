@@ -125,3 +125,22 @@ def test_erasing_equivalent_draws_per_view():
     erased = Erasing(1.0).torchvision()(stack)
     holes = {tuple((v == 0).flatten().nonzero().flatten().tolist()) for v in erased}
     assert len(holes) > 5  # one rectangle of its own per crop, as the batched stage draws them
+
+
+def test_no_host_synchronisation_in_augmentation_or_metrics(monkeypatch):
+    """GPU steps must not wait for the host: the affine warp inverts without torch.linalg.inv's error check (a
+    device-to-host sync), and the evaluation metrics skip torchmetrics' argument validation (another)."""
+    from fer_bench import training, tta
+    from fer_bench.augment import preprocess
+    from papers import get_paper
+
+    def refuse(*a, **k):
+        raise AssertionError("torch.linalg.inv checks its result on the host")
+
+    monkeypatch.setattr(torch.linalg, "inv", refuse)
+    cfg = get_paper("huang_fpn").resolve("resnet50", "smoke")  # rotation, scale: the affine warp
+    assert cfg["aug_rotation"] and cfg["aug_scale"]
+    preprocess(torch.randint(0, 256, (4, 48, 48), dtype=torch.uint8), cfg, True, 0.5, 0.25)
+    metrics = [*training._split_metrics().values(), *tta.PlainMetrics(7).children()]
+    checked = [m for m in metrics if hasattr(m, "validate_args")]
+    assert len(checked) == 6 and not any(m.validate_args for m in checked)
