@@ -3,6 +3,8 @@
 import json
 import os
 import subprocess
+import sys
+import tarfile
 
 from conftest import ROOT
 
@@ -18,3 +20,50 @@ def test_gpu_check_dry_run_passes_every_check(tmp_path):
     per_class, classes = 4, 7  # the synthetic set: 4 images of each class in each split
     assert res["tta"] == {s: {"n": per_class * classes, "views": 10} for s in ("PrivateTest", "PublicTest")}
     assert res["vgg16"].startswith("deterministic") and res["host_syncs"] == "n/a"
+
+
+def _gpu_reproduce():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_reproduce", ROOT / "scripts" / "gpu_reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_reproduce_starts_a_run_only_if_every_run_still_ends_in_time():
+    fits = _gpu_reproduce().fits
+    # one run half done at 1/200 per s: alone 100 s left; with a second sharing the GPU 200 s; the new one 400 s
+    assert fits([(0.5, 1 / 200)], time_left=400 + 30, margin=30)
+    assert not fits([(0.5, 1 / 200)], time_left=399 + 30, margin=30)
+    # two runs, each slowed to 2/3: the slow one (0.9 left at 1/300 per s) needs 405 s, the new one 225 s
+    assert not fits([(0.9, 1 / 100), (0.1, 1 / 300)], time_left=404, margin=0)
+    assert fits([(0.9, 1 / 100), (0.1, 1 / 300)], time_left=406, margin=0)
+    assert not fits([(0.99, 1 / 100), (0.9, 1 / 100)], time_left=149, margin=0)  # only the new one (150 s) is too long
+    assert not fits([], time_left=1e9) and not fits([(0.0, 0.0)], time_left=1e9)  # no measured rate: no start
+
+
+def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "600", "--out",
+                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
+    assert [s["run"] for s in res["schedule"]] == ["rodrigues_cnn/cnn8/s0", "rodrigues_cnn/cnn8/s1"]
+    assert {k: v["status"] for k, v in res["runs"].items()} == {"rodrigues_cnn/cnn8/s0": "completed",
+                                                                 "rodrigues_cnn/cnn8/s1": "completed"}
+    with tarfile.open(tmp_path / "runs.tar.gz") as t:
+        names = t.getnames()
+    assert not any(n.endswith(".ckpt") for n in names)
+    for seed in (0, 1):
+        assert sum(n.startswith(f"runs/rodrigues_cnn/cnn8/repro-s{seed}-") and n.endswith("/metrics.json")
+                   for n in names) == 1
+        assert f"logs/rodrigues_cnn-cnn8-s{seed}.log" in names
+
+
+def test_git_sha_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+    from fer_bench import results
+    monkeypatch.setattr(results.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
+    monkeypatch.delenv("FER_BENCH_GIT_SHA", raising=False)
+    assert results.git_sha() == "unknown"
+    monkeypatch.setenv("FER_BENCH_GIT_SHA", "0123abc")
+    assert results.git_sha() == "0123abc"
