@@ -100,8 +100,10 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def git_sha() -> str:
-    """HEAD of the checkout fer_bench runs from, with '-dirty' if tracked files changed. A copy without git (a tree
-    sent to a GPU machine) names its commit in $FER_BENCH_GIT_SHA; else 'unknown'."""
+    """HEAD of the checkout fer_bench runs from, with '-dirty' if tracked files changed; else 'unknown'. A copied tree
+    whose .git is missing or stale (one sent to a GPU machine) names its commit in $FER_BENCH_GIT_SHA, which wins."""
+    if os.environ.get("FER_BENCH_GIT_SHA"):
+        return os.environ["FER_BENCH_GIT_SHA"]
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -110,7 +112,7 @@ def git_sha() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("FER_BENCH_GIT_SHA") or "unknown"
+        return "unknown"
 
 
 def device_name(accelerator: str) -> str:

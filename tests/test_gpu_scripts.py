@@ -60,10 +60,15 @@ def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path)
         assert f"logs/rodrigues_cnn-cnn8-s{seed}.log" in names
 
 
-def test_git_sha_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+def test_git_sha_of_a_copied_tree_comes_from_the_environment(monkeypatch):
+    """A GPU machine's copy of the tree carried a stale .git (HEAD of an older commit, '-dirty'): the commit the
+    copy was made from is named in FER_BENCH_GIT_SHA and wins over git."""
     from fer_bench import results
-    monkeypatch.setattr(results.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
     monkeypatch.delenv("FER_BENCH_GIT_SHA", raising=False)
-    assert results.git_sha() == "unknown"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert results.git_sha().removesuffix("-dirty") == head
     monkeypatch.setenv("FER_BENCH_GIT_SHA", "0123abc")
     assert results.git_sha() == "0123abc"
+    monkeypatch.delenv("FER_BENCH_GIT_SHA")
+    monkeypatch.setattr(results.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
+    assert results.git_sha() == "unknown"
