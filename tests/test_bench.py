@@ -169,3 +169,16 @@ def test_estimate_writes_labelled_gpu_estimates_from_counts(tmp_path, capsys):
         assert float(r["estimated_epoch_s"]) == pytest.approx(flop_s + launch_s, rel=2e-3)
         assert float(r["estimated_recipe_h"]) == pytest.approx(float(r["estimated_epoch_s"]) * 200 / 3600, rel=2e-3)
         assert "assumption" in r and "H100" in r["assumption"]
+
+
+def test_pure_pipeline_batch_is_resident_on_the_device_before_the_clock_starts():
+    """Its steps must not copy the batch from host memory: `_input` of a resident batch returns the very tensor."""
+    from fer_bench.bench import _Plain
+    cfg = {**resolve_config("miao_presnet_vgg", "presnet", "smoke", None, []), "channels_last": True}
+    plain = _Plain(get_paper("miao_presnet_vgg"), "presnet", cfg, torch.device("cpu"), "32-true")
+    x = torch.rand(4, 3, 48, 48)  # NCHW-contiguous, as preprocess makes it (3 channels: 1 is both layouts)
+    batches = plain.resident([(x, torch.zeros(4, dtype=torch.long))] * 3)
+    assert len(batches) == 3 and all(b is batches[0] for b in batches)
+    xr = batches[0][0]
+    assert xr.is_contiguous(memory_format=torch.channels_last)
+    assert xr is not x and plain._input(xr) is xr  # moved and laid out once; the timed steps copy nothing
