@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -72,13 +73,46 @@ class TimeLimitReached(Exception):
     """Raised inside training when --time-limit is about to run out, after a checkpoint was written."""
 
 
+class _Signalled(Exception):
+    """Raised on every rank of a multi-process run at the training step after SIGTERM, after a checkpoint."""
+
+
+class _SigtermFlag(Callback):
+    """Several processes: SIGTERM only raises this flag, which _Safepoints shares from rank 0 at the next training
+    step, where every rank stops together (and after fit and after test). Lightning 2.6's own handler broadcasts
+    from inside the signal handler, in the middle of whatever collective the rank was in: gloo reports a collective
+    mismatch and the ranks crash (tests/test_robustness.py). One process keeps Lightning's handler."""
+
+    def __init__(self):
+        self.received = False
+
+    def _note(self, signum, frame) -> None:
+        self.received = True
+
+    def _install(self, trainer) -> None:  # Lightning registers its handlers when fit or test starts: replace them
+        if trainer.world_size > 1:
+            signal.signal(signal.SIGTERM, self._note)
+
+    def on_train_start(self, trainer, pl_module):
+        self._install(trainer)
+
+    def on_test_start(self, trainer, pl_module):
+        self._install(trainer)
+
+    def shared(self, trainer) -> bool:
+        """Rank 0's flag, on every rank (a collective: every rank calls it at the same point)."""
+        return bool(trainer.strategy.broadcast(self.received, src=0))
+
+
 class _Safepoints(Callback):
     """Resumable checkpoints inside an epoch, at most ``every_s`` seconds of training apart, so a kill loses at most
     that much work even when one epoch takes half an hour; and a clean stop (a checkpoint, then TimeLimitReached)
-    once the wall clock passes ``deadline``. Rank 0 decides and every rank follows (saving is collective)."""
+    once the wall clock passes ``deadline``, or (_Signalled) after SIGTERM under several processes. Rank 0 decides
+    and every rank follows (saving is collective)."""
 
-    def __init__(self, path: Path, every_s: float | None, deadline: float | None, timer: _TrainTimer):
-        self.path, self.every_s, self.deadline, self.timer = path, every_s, deadline, timer
+    def __init__(self, path: Path, every_s: float | None, deadline: float | None, timer: _TrainTimer,
+                 sigterm: _SigtermFlag):
+        self.path, self.every_s, self.deadline, self.timer, self.sigterm = path, every_s, deadline, timer, sigterm
         self._last = self._noted = time.monotonic()
 
     def _note_progress(self, trainer) -> None:
@@ -97,11 +131,14 @@ class _Safepoints(Callback):
             self._note_progress(trainer)
         now = time.monotonic()
         stop = self.deadline is not None and time.time() >= self.deadline
-        save = stop or (self.every_s is not None and now - self._last >= self.every_s)
-        save, stop = trainer.strategy.broadcast((save, stop), src=0)
+        signalled = self.sigterm.received
+        save = stop or signalled or (self.every_s is not None and now - self._last >= self.every_s)
+        save, stop, signalled = trainer.strategy.broadcast((save, stop, signalled), src=0)
         if save:
             trainer.save_checkpoint(self.path)  # atomic: written aside, then renamed (Lightning's _atomic_save)
             self._last = time.monotonic()
+        if signalled:
+            raise _Signalled
         if stop:
             raise TimeLimitReached
 
@@ -492,13 +529,13 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
                            enable_version_counter=False)
     last_path = run_dir / "checkpoints" / "last.ckpt"
-    timer = _TrainTimer()
+    timer, sigterm = _TrainTimer(), _SigtermFlag()
     keep_log = _KeepLog(run_dir / "logs" / "metrics.csv") if resume else None
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_epochs=cfg["epochs"], max_time=max_time, deterministic=deterministic or None,
         logger=CSVLogger(run_dir, name="", version="logs"),
-        callbacks=[best, last, timer, _Safepoints(last_path, checkpoint_every_s, deadline, timer),
+        callbacks=[best, last, timer, sigterm, _Safepoints(last_path, checkpoint_every_s, deadline, timer, sigterm),
                    *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
@@ -508,7 +545,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     splits, last_epoch, eval_s = {}, None, 0.0
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(last_path) if resume else None)
-        if trainer.interrupted:
+        if trainer.interrupted or sigterm.shared(trainer):
             status = "interrupted"
         elif deadline is not None and time.time() >= deadline:
             status, stopped_by = "interrupted", "time limit"  # training is done; the evaluation comes on resume
@@ -518,10 +555,12 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
             splits = module.test_results
             last_epoch = _last_epoch_metrics(trainer, module, dm, best, last_path, splits)
             eval_s = time.perf_counter() - t0
+            if sigterm.shared(trainer):
+                status = "interrupted"
     except TimeLimitReached:
         status, stopped_by = "interrupted", "time limit"
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning exits) or SIGTERM (SIGTERMException), in fit or test
-        status = "interrupted"
+    except (KeyboardInterrupt, SystemExit, _Signalled):  # Ctrl-C (Lightning exits), SIGTERM (SIGTERMException in
+        status = "interrupted"  # one process, _Signalled in several), in fit or test
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise

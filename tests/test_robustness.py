@@ -109,6 +109,39 @@ def test_ddp_on_two_cpu_processes_counts_every_test_image_once(data, tmp_path):
     assert any("ranks' share of the batch" in r for r in d["budget"]["reasons"])  # no SyncBatchNorm on CPUs
 
 
+@pytest.mark.slow
+def test_sigterm_in_a_ddp_run_of_every_model_stops_every_rank(data, tmp_path):
+    """Issue 16 item 4: SIGTERM to the launching process while the second of three models trains stops both ranks
+    there: that run is recorded as interrupted, exit 2, no rank goes on to the third model. (With Lightning's own
+    handler, which broadcasts from inside the signal handler, gloo reported a collective mismatch and both ranks
+    crashed with a traceback.)"""
+    paper = "rodrigues_cnn"
+    first, second, third = get_paper(paper).models  # trained in this order
+    proc = subprocess.Popen([sys.executable, "-m", "fer_bench.cli", "run", "--paper", paper, "--model", "all",
+                             "--profile", "smoke", "--no-progress", "--set", "pretrained=false", "--set",
+                             "batch_size=8", "--set", "eval_batch_size=8", "--epochs", "3", "--data", str(data),
+                             "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs" / paper
+    try:
+        t0 = time.time()
+        while not list((runs / second).glob("*/checkpoints/last.ckpt")):  # an epoch of the second model is done
+            assert proc.poll() is None and time.time() - t0 < 300, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)  # Lightning's own handler could also hang here
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    finally:
+        subprocess.run(["pkill", "-9", "-f", str(tmp_path)])  # no rank outlives a failed test
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    status = {m: [json.loads(f.read_text())["status"] for f in (runs / m).glob("*/metrics.json")]
+              for m in (first, second, third)}
+    assert status == {first: ["completed"], second: ["interrupted"], third: []}
+    assert [f for f in (runs / third).rglob("*") if f.is_file()] == []  # its directory is named up front only
+    assert left == [], f"ranks still running after the launcher exited: {left}"
+
+
 def test_torchrun_ranks_share_one_run_directory(data, tmp_path):
     """torchrun starts every rank itself: both ranks use one directory named after the launch (not one each), and
     only global rank 0 writes run.json and metrics.json."""
