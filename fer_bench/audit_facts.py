@@ -120,8 +120,9 @@ def fractions_of(values: np.ndarray) -> tuple[np.ndarray, float]:
     return values / scale, scale
 
 
-def pct(x: float, digits: int = 2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
+def pct(x: float | None, digits: int = 2, missing: str = "n/a") -> str:
+    """A fraction as a percentage; ``missing`` for None or NaN."""
+    return missing if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
 
 
 def pts(x: float) -> str:

@@ -19,6 +19,8 @@ and ``--set``. ``resolve`` is that one place; ``budget`` and ``variant`` compare
 
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass
 
 from .errors import UserError
@@ -155,7 +157,10 @@ def apply_overrides(cfg: dict, pairs: list[str]) -> dict:
         if not sep or not key:
             raise UserError(f"--set {pair!r}: write overrides as key=value, e.g. --set lr=0.01.")
         if key not in cfg:
-            raise UserError(f"--set {key}: unknown key for this recipe. Valid keys: {', '.join(sorted(cfg))}.")
+            near = difflib.get_close_matches(key, cfg, n=3, cutoff=0.5)
+            hint = "; ".join(f"{k} ({KEYS[k].doc})" if k in KEYS and KEYS[k].doc else k for k in near)
+            raise UserError(f"--set {key}: unknown key for this recipe."
+                            + (f" Did you mean: {hint}?" if near else "") + f" Valid keys: {', '.join(sorted(cfg))}.")
         cfg[key] = parse_value(key, text.strip(), cfg[key])
     return cfg
 

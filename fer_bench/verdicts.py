@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import config
 from .audit import audit, canonical_class, matrix_summary, per_class_rows, printed_tolerance
-from .audit_facts import official_split
+from .audit_facts import official_split, pct
 from .data import CLASSES, SPLITS
 from .errors import UserError
 from .results import load_runs
@@ -324,10 +324,6 @@ def paper_test_n(paper, claim, split: str | None, n_ours: int | None) -> int | N
 
 # ---------------------------------------------------------------- one claim
 
-def _fmt_pct(x, digits=2) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
-
-
 def fmt_measured(st: dict, pct: bool = True) -> str:
     if not st or not st.get("n"):
         return ""
@@ -451,7 +447,7 @@ def _gain_row(row: dict, paper, claim, units: pd.DataFrame) -> dict:
         "group": " / ".join(p.group for p in picks), "measured_split": picks[0].split,
         "runs": " ".join(" ".join(p.units.run_id) for p in picks)}
     rel = f"; {100 * d['mean'] / base:+.1f}% relative" if base else ""
-    row["measured_display"] += f" ({_fmt_pct(stats[0]['mean'])} - {_fmt_pct(base)}{rel})"
+    row["measured_display"] += f" ({pct(stats[0]['mean'], missing='')} - {pct(base, missing='')}{rel})"
     if reduced:
         return row | {"verdict": "inconclusive", "reason": "; ".join(f"{m}: {p.reason}" for m, p in zip(models, picks)
                                                                      if p.reduced)}
@@ -484,7 +480,7 @@ def _per_class_row(row: dict, claim, pick: Pick) -> dict:
                 continue
             judged.append(compare(float(v), half, pred["lo"], pred["hi"]))
             gaps.append(float(np.mean(vals)) - float(v))
-            details.append(f"{c} {_fmt_pct(float(np.mean(vals)), 1)} vs {_fmt_pct(float(v), 1)}")
+            details.append(f"{c} {pct(float(np.mean(vals)), 1, '')} vs {pct(float(v), 1, '')}")
     if not judged:
         return row | {"verdict": "inconclusive", "reason": "no class of the claim is measured with its test count"}
     counts = {v: judged.count(v) for v in ("below", "consistent", "above")}
@@ -515,7 +511,7 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
         ms = matrix_summary(claim)
         row |= {"claimed": ms["accuracy"], "claimed_tol": max(ms["accuracy"] - ms["acc_lo"], ms["acc_hi"] -
                                                                ms["accuracy"]),
-                "claimed_display": f"implying {_fmt_pct(ms['accuracy'])} accuracy"}
+                "claimed_display": f"implying {pct(ms['accuracy'], missing='')} accuracy"}
     elif len(str(claim.as_printed)) > 60:
         row["claimed_display"] = str(claim.as_printed)[:57] + "..."
     if claim.model not in paper.models:

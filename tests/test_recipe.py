@@ -128,3 +128,16 @@ def test_pooled_cross_validation_pools_the_last_epoch_too():
 
     (cv,) = pool_folds([fold(1, 8, 6), fold(2, 6, 4)])
     assert cv["splits"]["test"]["accuracy"] == 0.7 and cv["last_epoch"]["splits"]["test"]["accuracy"] == 0.5
+
+
+def test_unknown_set_key_names_the_nearest_keys_with_their_meaning():
+    from fer_bench.config import apply_overrides
+    from fer_bench.errors import UserError
+    with pytest.raises(UserError) as e:
+        apply_overrides(dict(DEFAULTS), ["channel_last=true"])
+    assert f"Did you mean: channels_last ({KEYS['channels_last'].doc})" in str(e.value)
+    with pytest.raises(UserError, match="Did you mean: aug_hflip"):  # a key without a doc: its name alone
+        apply_overrides(dict(DEFAULTS), ["aug_flip=true"])
+    with pytest.raises(UserError) as e:
+        apply_overrides(dict(DEFAULTS), ["zzzz=1"])
+    assert "Did you mean" not in str(e.value) and "Valid keys: " in str(e.value)
