@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,24 @@ def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.C
     """Run `fer-bench ARGS` in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "fer_bench.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def only_metrics(out: Path) -> dict:
+    """The metrics.json of the one run under ``out`` (fails if there are none or several)."""
+    (path,) = out.glob("runs/*/*/*/metrics.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network and no cached weights: every way torchvision fetches weights raises URLError, as it does without
+    network (tests never download anything)."""
+    import torchvision.models._api as tv_api
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    if hasattr(tv_api, "load_state_dict_from_url"):
+        monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)

@@ -1,6 +1,5 @@
 """huang_fpn: every architectural and recipe fact the paper states (§2.2-§2.3, Figure 6)."""
 
-import urllib.error
 
 import pytest
 import torch
@@ -116,20 +115,6 @@ def test_claims_and_figure_6_as_printed():
     assert "total 5,748" in mats["resnet50"].note
     for c in PAPER.claims:
         assert c.source and c.quote
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """No network and no cached weights: every way torchvision fetches weights raises, as on CI (tests never
-    download anything)."""
-    import torchvision.models._api as tv_api
-
-    def refuse(*a, **k):
-        raise urllib.error.URLError("no network")
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    if hasattr(tv_api, "load_state_dict_from_url"):
-        monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
 
 
 def test_pretrained_offline_fails_clearly(offline):

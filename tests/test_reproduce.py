@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, write_csv
+from conftest import ROOT, cli, only_metrics, write_csv
 from fer_bench.reproduce import Planned, load_plan, make_plan, parse_time_limit, reproduce, state, status_table
 
 # 56 training images at 32x32, batches of 8: 7 steps an epoch, a checkpoint after every step
@@ -29,17 +29,12 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def _metrics(out: Path) -> dict:
-    (path,) = out.glob("runs/*/*/*/metrics.json")
-    return json.loads(path.read_text())
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("straight")
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
-    return _metrics(out)
+    return only_metrics(out)
 
 
 def _start(data: Path, out: Path) -> subprocess.Popen:
@@ -78,7 +73,7 @@ def test_sigkill_at_random_instants_then_continue_matches_uninterrupted(data, tm
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list(tmp_path.glob("runs/*/*/*"))) == 1  # one directory for the one planned run
-    again = _metrics(tmp_path)
+    again = only_metrics(tmp_path)
     assert again["status"] == "completed"
     assert again["splits"] == uninterrupted["splits"]
     assert again["last_epoch"] == uninterrupted["last_epoch"]
@@ -113,7 +108,7 @@ def test_mid_epoch_resume_continues_the_same_batches(data, tmp_path, uninterrupt
     assert state(plan[0], tmp_path)["state"] == "interrupted"
     assert (progress["epoch"], progress["batches"]) == (1, 7)
     assert reproduce(plan, **kw) is True
-    again = _metrics(tmp_path)
+    again = only_metrics(tmp_path)
     assert again["splits"] == uninterrupted["splits"] and again["last_epoch"] == uninterrupted["last_epoch"]
     rows = (plan[0].run_dir(tmp_path) / "logs" / "metrics.csv").read_text().splitlines()
     epochs_logged = {line.split(",")[0] for line in rows[1:]}
@@ -123,11 +118,11 @@ def test_mid_epoch_resume_continues_the_same_batches(data, tmp_path, uninterrupt
 def test_second_call_trains_nothing(data, tmp_path):
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
-    first = _metrics(tmp_path)
+    first = only_metrics(tmp_path)
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "completed, skipped" in r.stdout
-    assert _metrics(tmp_path) == first  # not rewritten
+    assert only_metrics(tmp_path) == first  # not rewritten
     assert len(list(tmp_path.glob("runs/*/*/*"))) == 1
 
 
@@ -138,11 +133,11 @@ def test_time_limit_stops_cleanly_and_the_same_command_continues(data, tmp_path,
     plan = make_plan("huang_fpn", "resnet50", "0", "smoke", [s for s in SETS if s != "--set"])
     kw = dict(data=data, out=tmp_path, checkpoint_every_s=1e9, progress=False, deterministic=True, log=lambda m: 0)
     assert reproduce(plan, time_limit=1.0, **kw) is False  # the limit passes during the first epoch
-    m = _metrics(tmp_path)
+    m = only_metrics(tmp_path)
     assert m["status"] == "interrupted" and m["splits"] == {} and "last_epoch" not in m
     assert state(plan[0], tmp_path)["state"] == "interrupted"
     assert reproduce(plan, **kw) is True
-    assert _metrics(tmp_path)["splits"] == uninterrupted["splits"]
+    assert only_metrics(tmp_path)["splits"] == uninterrupted["splits"]
 
 
 def test_time_limit_exits_zero_with_how_to_continue(data, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from papers import get_paper
 
-from conftest import ROOT, cli, write_csv
+from conftest import ROOT, cli, only_metrics, write_csv
 
 # a 28-image training set at 32x32: a ResNet50 epoch takes a second or two on the CPU
 TINY = ["--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", "--no-progress",
@@ -27,23 +27,18 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def _splits(out: Path) -> dict:
-    (path,) = out.glob("runs/*/*/*/metrics.json")
-    return json.loads(path.read_text())
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("straight")
     r = cli("run", *TINY, "--data", str(data), "--out", str(out), "--epochs", "6", "--deterministic")
     assert r.returncode == 0, r.stderr[-2000:]
-    return _splits(out)
+    return only_metrics(out)
 
 
 def test_deterministic_runs_give_identical_metrics(data, tmp_path, uninterrupted):
     r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--epochs", "6", "--deterministic")
     assert r.returncode == 0, r.stderr[-2000:]
-    again = _splits(tmp_path)
+    again = only_metrics(tmp_path)
     assert again["splits"] == uninterrupted["splits"]
     assert again["run_id"] != uninterrupted["run_id"]
 
@@ -80,7 +75,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(data, tmp_path, uninterrupt
     r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--epochs", "6", "--deterministic",
             "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
-    resumed = _splits(tmp_path)  # still one run directory: the resumed run completed in place
+    resumed = only_metrics(tmp_path)  # still one run directory: the resumed run completed in place
     assert resumed["status"] == "completed" and resumed["epochs_completed"] == 6
     assert resumed["run_id"] == run_dir.name
     assert resumed["splits"] == uninterrupted["splits"]
@@ -96,7 +91,7 @@ def test_ddp_on_two_cpu_processes_counts_every_test_image_once(data, tmp_path):
     r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--accelerator", "cpu", "--devices", "2",
             "--strategy", "ddp", "--set", "eval_batch_size=5")
     assert r.returncode == 0, r.stderr[-2000:]
-    d = _splits(tmp_path)  # one run directory for both ranks
+    d = only_metrics(tmp_path)  # one run directory for both ranks
     assert d["hardware"]["devices"] == 2
     # 28 images per split over 2 ranks in batches of 5: 14 each, uneven last batches, nothing padded
     assert {k: v["n"] for k, v in d["splits"].items()} == {"PrivateTest": 28, "PublicTest": 28}

@@ -2,7 +2,6 @@
 
 import json
 import re
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -183,20 +182,6 @@ def test_normalisation_statistics_come_from_training_only():
 
 
 # ---------------------------------------------------------------- ImageNet weights: never downloaded in tests
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Every way torchvision fetches weights raises URLError, as it does without network."""
-    import torchvision.models._api as tv_api
-
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    if hasattr(tv_api, "load_state_dict_from_url"):
-        monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
-
 
 def test_imagenet_model_offline_raises_a_clear_error(offline):
     with pytest.raises(UserError, match=r"Cannot load ImageNet weights.*--set pretrained=false"):
