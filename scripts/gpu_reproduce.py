@@ -93,6 +93,8 @@ def main() -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--dry-run", action="store_true", help="on the CPU: smoke profile, tiny synthetic data")
     ap.add_argument("--queue", default=None, help="paper:model:seed,... instead of QUEUE")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="passed to every run, e.g. compile=true (an execution key: still the paper's recipe)")
     args = ap.parse_args()
     t0 = time.time()
     deadline = t0 + args.budget
@@ -107,6 +109,7 @@ def main() -> int:
     data = str(tiny_data(tmp)) if args.dry_run else find_data(args.data, tmp)
     queue = [(p, m, int(s)) for p, m, s in (q.split(":") for q in args.queue.split(","))] if args.queue else QUEUE
     extra = ["--profile", "smoke", "--set", "pretrained=false"] if args.dry_run else []
+    extra += [a for kv in args.set for a in ("--set", kv)]
     from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once
     log(f"data {data}: fingerprint {load_fer2013(data).fingerprint}")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

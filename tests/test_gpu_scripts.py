@@ -44,7 +44,8 @@ def test_gpu_reproduce_starts_a_run_only_if_every_run_still_ends_in_time():
 
 def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path):
     r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "600", "--out",
-                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1"],
+                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set",
+                        "eval_batch_size=16"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
@@ -58,6 +59,10 @@ def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path)
         assert sum(n.startswith(f"runs/rodrigues_cnn/cnn8/repro-s{seed}-") and n.endswith("/metrics.json")
                    for n in names) == 1
         assert f"logs/rodrigues_cnn-cnn8-s{seed}.log" in names
+        (m,) = [n for n in names
+                if n.startswith(f"runs/rodrigues_cnn/cnn8/repro-s{seed}-") and n.endswith("/metrics.json")]
+        with tarfile.open(tmp_path / "runs.tar.gz") as t:
+            assert json.load(t.extractfile(m))["config"]["eval_batch_size"] == 16  # --set reached every run
 
 
 def test_git_sha_of_a_copied_tree_comes_from_the_environment(monkeypatch):
