@@ -437,6 +437,7 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
     result = {
         "schema": SCHEMA, "paper": info["paper"], "model": m, "profile": profile, "protocol": protocol,
         "seed": seed, "run_id": run_dir.name, "status": status,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # UTC; of a repeated seed the latest counts
         "epochs_planned": cfg["epochs"], "epochs_completed": epochs_done,
         "best_epoch": int(match.group(1)) + 1 if match else None,  # 1-based, like epochs_completed
         "selected_on": selected_on,

@@ -78,7 +78,7 @@ CONVENTIONS = (
     "accuracies show whether a gain is in points or relative, that reading is judged; otherwise both are, and "
     "the verdict stands only if they agree. A claim of the paper's final epoch ('last epoch') is compared with "
     "each run's last-epoch weights, every other claim with the checkpoint selected on the selection split. Seeds "
-    "are counted once (a repeated seed keeps one run, the last by run id, and the repeat is named); a group that "
+    "are counted once (a repeated seed keeps one run, the last to finish, and the repeat is named); a group that "
     "mixes dataset "
     "fingerprints or code versions says so. When several full-budget groups match, the paper profile with the "
     "unmodified recipe is used first, then the group with the most seeds.")
@@ -115,7 +115,7 @@ def _variant(d: dict, paper) -> str:
         return f"(profile {d.get('profile')} unknown)"
 
 
-UNIT_COLUMNS = GROUP + ["budget_reasons", "seed", "run_id", "status", "folds", "epochs_planned", "epochs_completed",
+UNIT_COLUMNS = GROUP + ["budget_reasons", "seed", "run_id", "finished", "status", "folds", "epochs_planned", "epochs_completed",
                         "best_epoch", "selected_on", "accelerator", "device", "devices", "precision", "git_sha",
                         "fingerprint", "train_s", "config", "path", "logs", "splits", "last_splits"]
 
@@ -132,6 +132,7 @@ def units(runs: list[dict], papers: dict) -> pd.DataFrame:
             "profile": d.get("profile", "?"), "variant": _variant(d, papers.get(d["paper"])),
             "full": budget["full"], "budget_reasons": "; ".join(budget["reasons"]),
             "seed": d.get("seed"), "run_id": d.get("run_id", Path(d["_path"]).parent.name),
+            "finished": d.get("finished") or "",  # older records have none: they count as the earliest
             "status": d.get("status", "?"), "folds": len(d.get("folds", [])) or None,
             "epochs_planned": d.get("epochs_planned"), "epochs_completed": d.get("epochs_completed"),
             "best_epoch": d.get("best_epoch"), "selected_on": d.get("selected_on", ""),
@@ -150,7 +151,8 @@ def measurements(units: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for u in units[units.status == "completed"].itertuples():
         for split, m in u.splits.items():
-            base = {k: getattr(u, k) for k in GROUP} | {"run_id": u.run_id, "seed": u.seed, "split": split}
+            base = {k: getattr(u, k) for k in GROUP} | {"run_id": u.run_id, "finished": u.finished, "seed": u.seed,
+                                                        "split": split}
             for metric in ("accuracy", "macro_f1", "loss"):
                 if m.get(metric) is not None:
                     rows.append(base | {"metric": metric, "value": float(m[metric]), "n_test": m.get("n")})
@@ -160,14 +162,20 @@ def measurements(units: pd.DataFrame) -> pd.DataFrame:
                 n_c = int(cm[i].sum()) if cm.ndim == 2 and i < len(cm) else None
                 if n_c != 0:
                     rows.append(base | {"metric": f"class:{c}", "value": float(acc), "n_test": n_c})
-    return pd.DataFrame(rows, columns=GROUP + ["run_id", "seed", "split", "metric", "value", "n_test"])
+    return pd.DataFrame(rows, columns=GROUP + ["run_id", "finished", "seed", "split", "metric", "value", "n_test"])
+
+
+def _latest_per_seed(g: pd.DataFrame) -> pd.DataFrame:
+    """A seed run more than once counts once: the run that finished last (metrics.json ``finished``; by run id
+    among records that have none)."""
+    return g.sort_values(["finished", "run_id"], kind="stable").drop_duplicates("seed", keep="last")
 
 
 def summaries(long: pd.DataFrame) -> pd.DataFrame:
     """mean, std, n (distinct seeds) and the mean's interval per group, split and metric."""
     rows = []
     for key, g in long.groupby(GROUP + ["split", "metric"], sort=False, dropna=False):
-        g = g.drop_duplicates("seed", keep="last")
+        g = _latest_per_seed(g)
         n_test = int(g.n_test.median()) if g.n_test.notna().any() else None
         st = summarize(g.value.tolist(), n_test, key[-1] == "accuracy" or key[-1].startswith("class:"))
         rows.append(dict(zip(GROUP + ["split", "metric"], key)) | st | {"n_test": n_test, "runs": " ".join(g.run_id)})
@@ -246,9 +254,10 @@ def best_group(units: pd.DataFrame, preferences: list[tuple[str, object]]) -> pd
 
 
 def _seeds_once(sel: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    notes = [f"seed {s} ran {k} times, counted once ({sel[sel.seed == s].run_id.iloc[-1]})"
+    latest = _latest_per_seed(sel)
+    notes = [f"seed {s} ran {k} times, counted once ({latest[latest.seed == s].run_id.iloc[0]})"
              for s, k in sel.seed.value_counts().items() if k > 1]
-    sel = sel.drop_duplicates("seed", keep="last")
+    sel = sel[sel.index.isin(latest.index)]
     shas = sorted({str(s).removesuffix("-dirty")[:12] for s in sel.git_sha})
     if len(shas) > 1:
         notes.append(f"mixes code versions {', '.join(shas)}")

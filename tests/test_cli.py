@@ -1,5 +1,6 @@
 """The `fer-bench` command as a user runs it: list, run, the metrics.json contract, bad input."""
 
+import datetime
 import json
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def check_metrics(path: Path, n_test: int) -> dict:
     assert TOP_KEYS <= set(d)
     assert d["status"] == "completed" and d["schema"] == "fer-bench/metrics/v1"
     assert d["run_id"] == path.parent.name
+    finished = datetime.datetime.strptime(d["finished"], "%Y-%m-%dT%H:%M:%SZ")  # UTC, when metrics.json was written
+    written = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).replace(tzinfo=None)
+    assert abs(written - finished).total_seconds() < 5
     assert set(d["splits"]) == {"PrivateTest", "PublicTest"}
     for split in d["splits"].values():
         assert SPLIT_KEYS <= set(split)

@@ -122,6 +122,16 @@ def test_the_file_budget_flag_is_recomputed_from_the_recipe(tmp_path, kw, reason
     assert r["verdict"] == "inconclusive" and reason in r["reason"] and r["reduced"]
 
 
+def test_a_repeated_seed_counts_the_run_that_finished_last(tmp_path):
+    write_run(tmp_path, "a", 0, k(60), run="r2", finished="2026-01-01T00:00:00Z")
+    write_run(tmp_path, "a", 0, k(70), run="r1", finished="2026-02-01T00:00:00Z")  # later, though its id sorts first
+    write_run(tmp_path, "a", 1, k(70))
+    write_run(tmp_path, "a", 2, k(70))
+    (r,) = judged(tmp_path, claim(value=0.70))
+    assert r["n"] == 3 and "seed 0 ran 2 times, counted once (r1)" in r["group"]
+    assert r["measured"] == pytest.approx(k(70) / N)
+
+
 def test_seeds_are_counted_once_and_mixed_versions_said(tmp_path):
     write_run(tmp_path, "a", 0, k(70), run="r1")
     write_run(tmp_path, "a", 0, k(70.2), run="r2", sha="b" * 40)  # seed 0 again, with other code
