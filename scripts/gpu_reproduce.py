@@ -102,12 +102,15 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:6.1f} s] {msg}", flush=True)
 
+    try:
+        queue = [(p, m, int(s)) for p, m, s in (q.split(":") for q in args.queue.split(","))] if args.queue else QUEUE
+    except ValueError:
+        ap.error(f"--queue {args.queue}: write paper:model:seed,... e.g. du_resnet_fc:resnet50:0")  # exit 2
     out, tmp = Path(args.out), Path(tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
     work = tmp / "results"
     (work / "logs").mkdir(parents=True)
     data = str(tiny_data(tmp)) if args.dry_run else find_data(args.data, tmp)
-    queue = [(p, m, int(s)) for p, m, s in (q.split(":") for q in args.queue.split(","))] if args.queue else QUEUE
     extra = ["--profile", "smoke", "--set", "pretrained=false"] if args.dry_run else []
     extra += [a for kv in args.set for a in ("--set", kv)]
     from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once

@@ -77,3 +77,10 @@ def test_git_sha_of_a_copied_tree_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("FER_BENCH_GIT_SHA")
     monkeypatch.setattr(results.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("git")))
     assert results.git_sha() == "unknown"
+
+
+def test_gpu_reproduce_bad_queue_is_a_clear_error_with_exit_2(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--out", str(tmp_path), "--queue",
+                        "du_resnet_fc:resnet50"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "write paper:model:seed" in r.stderr and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
