@@ -114,7 +114,8 @@ def main() -> int:
     extra = ["--profile", "smoke", "--set", "pretrained=false"] if args.dry_run else []
     extra += [a for kv in args.set for a in ("--set", kv)]
     from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once
-    log(f"data {data}: fingerprint {load_fer2013(data).fingerprint}")
+    fingerprint = load_fer2013(data).fingerprint
+    log(f"data {data}: fingerprint {fingerprint}")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "PYTHONUNBUFFERED": "1"}
     running: dict[tuple, tuple[subprocess.Popen, float]] = {}
@@ -173,7 +174,8 @@ def main() -> int:
             if f.name in ("metrics.json", "run.json", "progress.json", "logs"):
                 t.add(f, arcname=str(f.relative_to(work)))
     summary = {"budget_s": args.budget, "seconds": round(time.time() - t0, 1), "dry_run": args.dry_run,
-               "data": "synthetic" if args.dry_run else data, "schedule": schedule, "runs": states,
+               # no machine path in a committed record: where the data came from, and what it decoded to
+               "data": "synthetic" if args.dry_run else f"{Path(data).name}, fingerprint {fingerprint}", "schedule": schedule, "runs": states,
                "not_started": [f"{p}/{m}/s{s}" for p, m, s in queue]}
     (out / "gpu_reproduce.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"-> {out / 'runs.tar.gz'}, {out / 'gpu_reproduce.json'}")
