@@ -1,4 +1,4 @@
-"""JAFFE (Lyons et al. 1998), read from the original files the user supplies, and k-fold splits.
+"""JAFFE (Lyons et al. 1998), read from the original files the user supplies.
 
 JAFFE may not be redistributed, so fer-bench ships none of it: point ``--data`` (or
 ``$FER_BENCH_JAFFE``) at the folder of the original release. Its 213 images are 256x256
@@ -8,8 +8,9 @@ AN DI FE HA SA SU NE. Every image is decoded to 8-bit gray, resized to 48x48 and
 the FER-2013 order (0 angry ... 6 neutral), so every network and the shared datamodule apply
 unchanged.
 
-JAFFE has no official split: it is evaluated by k-fold cross-validation (:func:`make_folds`),
-stratified by expression or subject-independent (no subject in both train and test of a fold).
+JAFFE has no official split: it is evaluated by k-fold cross-validation
+(:func:`fer_bench.protocols.cross_validation`), stratified by expression or subject-independent
+(no subject in both train and test of a fold).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ import numpy as np
 import torch
 
 from .data import CLASSES, SIZE
-from .errors import DataError, UserError
+from .errors import DataError
 
 # expression code of the file name -> FER-2013 label (fer_bench.data.CLASSES)
 CODES = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5, "NE": 6}
 NAME = re.compile(r"^(?P<subject>[A-Za-z]{2})\.(?P<code>[A-Za-z]{2})(?P<take>\d+)\.(?P<id>\d+)\.tiff?$", re.I)
-FOLDS_BY = ("expression", "subject")
 
 
 @dataclass(frozen=True)
@@ -116,47 +116,3 @@ def counts(data: JAFFE) -> dict[str, int]:
     """Images per expression, in FER-2013 label order."""
     per = torch.bincount(data.labels, minlength=len(CLASSES))
     return {c: int(n) for c, n in zip(CLASSES, per)}
-
-
-# ---------------------------------------------------------------- cross-validation folds
-
-def make_folds(labels: torch.Tensor, k: int, by: str = "expression", groups: torch.Tensor | None = None,
-               seed: int = 0) -> list[torch.Tensor]:
-    """The test indices of each of ``k`` folds; every image is in exactly one test fold.
-
-    by="expression": stratified, each class's images are shuffled (seeded) and dealt round-robin,
-    so every fold holds each class in proportion (counts differ by at most one).
-    by="subject": subject-independent, whole subjects (``groups``) are dealt to folds, largest
-    first onto the smallest fold; no subject is in both the train and the test part of a fold.
-    """
-    if by not in FOLDS_BY:
-        raise UserError(f"folds_by={by!r}: choose one of {', '.join(FOLDS_BY)}.")
-    n = len(labels)
-    if k < 2:
-        raise UserError(f"--folds {k}: cross-validation needs at least 2 folds.")
-    if k > n:
-        raise UserError(f"--folds {k}: more folds than the {n} images.")
-    g = torch.Generator().manual_seed(seed)
-    fold_of = torch.empty(n, dtype=torch.int64)
-    if by == "expression":
-        start = 0  # continue the deal where the previous class stopped, so fold sizes stay balanced too
-        for c in torch.unique(labels):
-            idx = torch.nonzero(labels == c).flatten()
-            idx = idx[torch.randperm(len(idx), generator=g)]
-            fold_of[idx] = (torch.arange(len(idx)) + start) % k
-            start = (start + len(idx)) % k
-    else:
-        if groups is None:
-            raise UserError("folds_by=subject needs the subject of every image; this dataset has none.")
-        names = torch.unique(groups)
-        if k > len(names):
-            raise UserError(f"--folds {k} with folds_by=subject: only {len(names)} subjects, so at most "
-                            f"{len(names)} subject-independent folds.")
-        names = names[torch.randperm(len(names), generator=g)]  # seeded order breaks ties between equal sizes
-        sizes = torch.stack([(groups == s).sum() for s in names])
-        load = [0] * k
-        for j in torch.argsort(sizes, descending=True, stable=True).tolist():
-            f = min(range(k), key=lambda i: (load[i], i))
-            fold_of[groups == names[j]] = f
-            load[f] += int(sizes[j])
-    return [torch.nonzero(fold_of == f).flatten() for f in range(k)]

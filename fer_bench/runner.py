@@ -1,8 +1,8 @@
-"""One Lightning Trainer path for every paper: fit, select on PublicTest, test, write metrics.json.
+"""One Lightning Trainer path for every paper: fit, select a checkpoint, test, write metrics.json.
 
-Datasets: FER-2013 (official splits; ``protocol`` canonical or paper) and JAFFE (no official split:
-k-fold cross-validation, ``--folds K``, one run directory and metrics.json per fold, and a
-``<cv_id>-cv/cv.json`` with the mean and spread over the folds).
+Every protocol (fer_bench.protocols) goes through one loop: one run per split. FER-2013's official splits
+(``protocol`` canonical or paper) are one split; JAFFE (no official split) is cross-validated, ``--folds K``: one run
+directory and metrics.json per fold, and a ``<cv_id>-cv/cv.json`` with the mean and spread over the folds.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from . import config
+from . import config, protocols
 from .callbacks import TimeLimitReached, _KeepLog, _Safepoints, _SigtermFlag, _Signalled, _TrainTimer
 from .config import DATASETS, DEFAULTS, same_recipe
 from .data import load_fer2013, resolve_data_path
-from .jaffe import load_jaffe, make_folds, resolve_jaffe_path
+from .jaffe import load_jaffe, resolve_jaffe_path
 from .errors import UserError
 from papers import get_paper
 from .results import (SCHEMA, cv_summary, device_name, new_run_dir, run_lock, software, write_json_atomic,
@@ -178,14 +178,11 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
                         f"leak from; drop it for --dataset {dataset}.")
     dataset_name, dataset = dataset, load_dataset(dataset, data)
     dataset.check_classes()
-    if folds:  # also checks that the folds can be built, before any training
-        fold_sets = {m: make_folds(dataset.labels, folds, cfgs[m]["folds_by"], dataset.subjects,
-                                   cfgs[m]["split_seed"]) for m in models}
+    # the images of every run: also checks that a paper's subsets fit the data and that the folds can be built
+    splits = {m: protocols.splits(dataset, cfgs[m], folds) for m in models}
     for m in models:  # pretrained weights must be at hand before any model trains
         if cfgs[m].get("pretrained"):
             paper.build(m, cfgs[m])
-        if not folds and cfgs[m]["protocol"] == "paper":  # and a paper protocol's subsets must fit the data
-            FERDataModule(dataset, cfgs[m], seed).setup()
     precision = precision or default_precision(accelerator)
 
     ddp_child = _RUN_DIRS_ENV in os.environ
@@ -197,7 +194,7 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
                 run_dirs[m] = [str(d) for d in _new_cv_dirs(out, paper_id, m, seed, folds, launch)]
                 continue
             if run_dir is not None:
-                run_dirs[m] = str(run_dir)
+                run_dirs[m] = [str(run_dir)]
                 continue
             prior = _find_resumable(out, paper_id, m) if resume else None
             if resume and prior is None:
@@ -205,11 +202,10 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
             if prior is None and launch:  # every rank of a torchrun/srun launch names the same directory
                 prior = out / "runs" / paper_id / m / f"{launch}-s{seed}"
                 prior.mkdir(parents=True, exist_ok=True)
-            run_dirs[m] = str(prior or new_run_dir(out, paper_id, m, seed))
+            run_dirs[m] = [str(prior or new_run_dir(out, paper_id, m, seed))]
         os.environ[_RUN_DIRS_ENV] = json.dumps(run_dirs)  # inherited by the DDP processes Lightning starts
     try:
-        return _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume,
-                           fold_sets if folds else None, dict(
+        return _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume, splits, dict(
                                max_time=max_time, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                                strategy=strategy, precision=precision, deterministic=deterministic,
                                progress=progress, checkpoint_every_s=checkpoint_every_s, deadline=deadline))
@@ -218,33 +214,38 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
             os.environ.pop(_RUN_DIRS_ENV, None)
 
 
-def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume, fold_sets,
+def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, seed, resume, splits,
                 hw) -> list[Path]:
-    paper_id, folds = paper.id, fold_sets is not None
+    """One run per split of each model (one for FER-2013's protocols, one per fold of a cross-validation, whose
+    run_dirs begin with the <cv_id>-cv directory that receives cv.json)."""
     written = []
     for m in models:
-        if folds:
-            info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
-                    "config": cfgs[m]}
-            written += _run_folds(paper, info, dataset, [Path(d) for d in run_dirs[m]], fold_sets[m], hw)
-            continue
-        run_dir = Path(run_dirs[m])
-        info = {"paper": paper_id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
+        dirs = [Path(d) for d in run_dirs[m]]
+        cv_dir = dirs.pop(0) if len(dirs) > len(splits[m]) else None
+        base = {"paper": paper.id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
                 "config": cfgs[m]}
-        rank0 = is_rank0()
-        if resume:
-            recorded = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
-            _check_resume(recorded, info, dataset, run_dir)
-            info = recorded
-            hw = {**hw, "precision": info.get("precision", hw["precision"])}  # ... and precision
-        else:
-            info |= {"precision": hw["precision"], "data_fingerprint": dataset.fingerprint}
-            if rank0:
-                write_json_atomic(run_dir / "run.json", info)
-        with run_lock(run_dir) if rank0 else contextlib.nullcontext():
-            path = _run_one(paper, info, dataset, run_dir, resume=resume, **hw)
-        if path:
-            written.append(path)
+        done = []
+        for split, run_dir in zip(splits[m], dirs):
+            info = {**base, **({"fold": {"cv_id": cv_dir.name.removesuffix("-cv"), **split.fold}} if cv_dir else {})}
+            rank0, run_hw = is_rank0(), hw
+            if resume:
+                recorded = json.loads((run_dir / "run.json").read_text())  # a resumed run keeps its own recipe ...
+                _check_resume(recorded, info, dataset, run_dir)
+                info = recorded
+                run_hw = {**hw, "precision": info.get("precision", hw["precision"])}  # ... and precision
+            else:
+                info |= {"precision": hw["precision"], "data_fingerprint": dataset.fingerprint}
+                if rank0:
+                    write_json_atomic(run_dir / "run.json", info)
+            with run_lock(run_dir) if rank0 else contextlib.nullcontext():
+                path = _run_one(paper, info, dataset, run_dir, split, resume=resume, **run_hw)
+            if path:
+                done.append(path)
+        if cv_dir and done:  # rank 0 only
+            summary = cv_summary([json.loads(p.read_text()) for p in done])
+            write_json_atomic(cv_dir / "cv.json", {**summary, "cv_id": cv_dir.name.removesuffix("-cv"),
+                                                   "runs": [p.parent.name for p in done]})
+        written += done
     return written
 
 
@@ -280,27 +281,6 @@ def _new_cv_dirs(out: Path, paper: str, model: str, seed: int, k: int, launch: s
     return dirs
 
 
-def _run_folds(paper, info: dict, dataset, dirs: list[Path], test_folds: list, hw: dict) -> list[Path]:
-    """Train and test one model on each fold; write cv.json with the mean and spread over the folds."""
-    cfg, k = info["config"], len(test_folds)
-    cv_dir, written = dirs[0], []
-    cv_id = cv_dir.name.removesuffix("-cv")
-    for i, (test, run_dir) in enumerate(zip(test_folds, dirs[1:]), start=1):
-        subjects = sorted({dataset.subject_names[s] for s in dataset.subjects[test].tolist()})
-        fold = {"cv_id": cv_id, "index": i, "of": k, "by": cfg["folds_by"], "split_seed": cfg["split_seed"],
-                "test_n": len(test), "test_subjects": subjects}
-        fold_info = {**info, "fold": fold}
-        if is_rank0():
-            write_json_atomic(run_dir / "run.json", fold_info)
-        path = _run_one(paper, fold_info, dataset, run_dir, resume=False, test_fold=test, **hw)
-        if path:
-            written.append(path)
-    if written:  # rank 0 only
-        summary = cv_summary([json.loads(p.read_text()) for p in written])
-        write_json_atomic(cv_dir / "cv.json", {**summary, "cv_id": cv_id, "runs": [p.parent.name for p in written]})
-    return written
-
-
 def _sync_batchnorm(accelerator: str, devices, num_nodes: int) -> bool:
     """BatchNorm over the global batch (SyncBatchNorm) when several GPUs share it; PyTorch has no CPU SyncBatchNorm,
     so DDP on CPUs normalises over each rank's share (recorded in the budget)."""
@@ -328,26 +308,6 @@ def _last_epoch_metrics(trainer, module, dm, best, last_path: Path, selected: di
     return {"epoch": epoch, "same_as_selected": False, "splits": module.test_results}
 
 
-def _protocol(cfg: dict, fold: dict | None) -> tuple[str, str, str]:
-    """(protocol, the split the checkpoint was selected on, a sentence for the reader of metrics.json)."""
-    if fold is not None:
-        name = f"{fold['of']}-fold" + ("-subject" if fold["by"] == "subject" else "")
-        by = "stratified by expression" if fold["by"] == "expression" else "subject-independent"
-        return name, "test", (f"Fold {fold['index']} of a {fold['of']}-fold cross-validation ({by}, split_seed "
-                              f"{fold['split_seed']}). The checkpoint with the best {cfg['monitor']} on this fold's "
-                              "test images is kept: selection on the test set, as the paper does, so 'test' is "
-                              "optimistic. 'train' is the fold's training images, unaugmented.")
-    if cfg["protocol"] == "paper":
-        train = f"a seeded {cfg['paper_train_size']:,}" if cfg["paper_train_size"] else "all"
-        test = f"a seeded {cfg['paper_test_size']:,}" if cfg["paper_test_size"] else "all"
-        return "paper", "PrivateTest", (
-            f"The paper's own protocol, not the canonical one: trained on {train} of Training; the checkpoint is "
-            f"selected on, and reported on, {test} of PrivateTest (split_seed {cfg['split_seed']}). It selects on "
-            "the test set, as the paper does, so PrivateTest is optimistic; PublicTest (all of it) was never used "
-            "for selection.")
-    return cfg["protocol"], "PublicTest", ""
-
-
 def _budget(paper, model, profile, cfg, epochs_done, dataset_name, dataset, trainer) -> dict:
     """fer_bench.config.budget, plus what the recipe cannot show: a partial dataset, DDP BatchNorm on CPUs."""
     b = config.budget(paper, model, profile, cfg, epochs_done, dataset_name)
@@ -368,12 +328,12 @@ def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> str:
     return f"Cannot write to {run_dir} ({e.strerror}). Free some space or choose --out on another disk, then {then}."
 
 
-def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerator, devices, num_nodes, strategy,
-             precision, deterministic, progress, test_fold=None, checkpoint_every_s=None,
+def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, resume, max_time, accelerator, devices,
+             num_nodes, strategy, precision, deterministic, progress, checkpoint_every_s=None,
              deadline=None) -> Path | None:
     m, cfg, seed, profile = info["model"], info["config"], info["seed"], info["profile"]
     L.seed_everything(seed, workers=True, verbose=False)
-    dm = FERDataModule(dataset, cfg, seed, test_fold)
+    dm = FERDataModule(dataset, cfg, seed, split)
     dm.setup()
     net = paper.build(m, cfg)
     module = FERClassifier(net, cfg, dm.norm, seed=seed, test_names=dm.split_names)
@@ -433,15 +393,14 @@ def _run_one(paper, info, dataset, run_dir: Path, *, resume, max_time, accelerat
             raise TimeLimitReached if stopped_by else UserError("Run interrupted on another rank.")
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
-    protocol, selected_on, protocol_note = _protocol(cfg, info.get("fold"))
     result = {
-        "schema": SCHEMA, "paper": info["paper"], "model": m, "profile": profile, "protocol": protocol,
+        "schema": SCHEMA, "paper": info["paper"], "model": m, "profile": profile, "protocol": split.protocol,
         "seed": seed, "run_id": run_dir.name, "status": status,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # UTC; of a repeated seed the latest counts
         "epochs_planned": cfg["epochs"], "epochs_completed": epochs_done,
         "best_epoch": int(match.group(1)) + 1 if match else None,  # 1-based, like epochs_completed
-        "selected_on": selected_on,
-        **({"protocol_note": protocol_note} if protocol_note else {}),
+        "selected_on": split.selected_on,
+        **({"protocol_note": split.note} if split.note else {}),
         **({"fold": info["fold"]} if "fold" in info else {}),
         **({"leak_check": {"excluded": dm.leaked, "rule": "a test image with an exact (identical pixels) or near "
                            "(equal 64-bit dHash) duplicate in Training is left out of <split>_unleaked; see "

@@ -15,11 +15,12 @@ import torchmetrics
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import tta
+from . import protocols, tta
 from .augment import preprocess
-from .data import CLASSES, SPLITS, FER2013, load_fer2013
+from .data import CLASSES, FER2013, load_fer2013
 from .data_audit import leaked_mask
 from .errors import UserError
+from .protocols import Split
 
 EVAL_SPLITS = ("PrivateTest", "PublicTest")  # order of the test dataloaders
 IMAGENET_GRAY = (0.449, 0.226)  # mean/std of ImageNet's RGB stats averaged over channels
@@ -92,37 +93,23 @@ class _TensorBatches(torch.utils.data.Dataset):
         return self.images[idx], self.labels[idx]
 
 
-def _seeded_subset(tensors: tuple, n: int, g: torch.Generator, key: str, split: str) -> tuple:
-    """The same ``n`` rows of each tensor, drawn by ``g`` (all of them when n is 0)."""
-    size = len(tensors[0])
-    if not n:
-        return tensors
-    if n > size:
-        raise UserError(f"{key}={n}, but {split} has only {size} images: --set {key}=N with N <= {size} "
-                        "(0 = all).")
-    keep = torch.randperm(size, generator=g)[:n]
-    return tuple(t[keep] for t in tensors)
-
-
 class FERDataModule(L.LightningDataModule):
-    """FER-2013 with the official splits: train = Training, val = PublicTest,
-    test = [PrivateTest, PublicTest].
+    """The images of one run (``split``, a fer_bench.protocols.Split; by default the protocol ``cfg`` names, which
+    for FER-2013 is one split): train = split.train, val = split.val (the checkpoint is selected on it), one test
+    dataloader per entry of split.tests, in order (``split_names``).
 
-    protocol=paper (a paper's own split): train = a seeded ``paper_train_size`` of Training, val = test[0] =
-    a seeded ``paper_test_size`` of PrivateTest, so the checkpoint is selected on the reported images as
-    such papers do; test[1] = PublicTest, never used for selection.
-    ``test_fold`` (k-fold cross-validation of a dataset without official splits, e.g. JAFFE): train = the
-    other images, val = test[0] = the fold's images (the selection the paper makes), test[1] = the fold's
-    training images, unaugmented.
+    Budget cuts (profiles only), drawn with the run's ``seed``: ``train_subset`` trains on a slice of split.train
+    (the normalisation statistics still come from all of it), ``val_subset`` validates on a slice of split.val
+    unless the split selects on a reported test split (then selection is on exactly the reported images).
     ``exclude_leaked`` (FER-2013): each test set is followed by "<name>_unleaked", its images that have no exact or
-    near duplicate in Training (fer_bench.data_audit); ``leaked`` counts the images each one leaves out.
-    ``split_names`` names the test dataloaders, in order (set by setup)."""
+    near duplicate in Training (fer_bench.data_audit); ``leaked`` counts the images each one leaves out."""
 
-    def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0, test_fold: torch.Tensor | None = None):
+    def __init__(self, data: FER2013 | str | None, cfg: dict, seed: int = 0, split: Split | None = None):
         super().__init__()
-        self.data = data if hasattr(data, "images") else load_fer2013(data)  # FER2013, or a JAFFE with test_fold
-        self.cfg, self.seed, self.test_fold = cfg, seed, test_fold
-        self.split_names = ("test", "train") if test_fold is not None else EVAL_SPLITS
+        self.data = data if hasattr(data, "images") else load_fer2013(data)
+        self.cfg, self.seed = cfg, seed
+        self.split = split or protocols.splits(self.data, cfg)[0]
+        self.split_names = tuple(self.split.tests)
         self.leaked: dict[str, int] = {}
 
     def setup(self, stage=None):
@@ -134,51 +121,32 @@ class FERDataModule(L.LightningDataModule):
 
     def _build(self):
         g = torch.Generator().manual_seed(self.seed)
-        paper = self.cfg["protocol"] == "paper" and self.test_fold is None
-        split_g = torch.Generator().manual_seed(self.cfg["split_seed"])  # the split does not vary with --seed
-        if self.test_fold is not None:
-            in_test = torch.zeros(len(self.data.labels), dtype=torch.bool)
-            in_test[self.test_fold] = True
-            x, y = self.data.images[~in_test], self.data.labels[~in_test]
-        else:
-            x, y = self.data.split("Training")
-        if paper:
-            x, y = _seeded_subset((x, y), self.cfg["paper_train_size"], split_g, "paper_train_size", "Training")
-        self.norm = self._norm_stats(x)
-        full_train = _TensorBatches(x, y)
+        split, images, labels = self.split, self.data.images, self.data.labels
+        self.norm = self._norm_stats(images[split.train])
+        train = split.train
         if self.cfg["train_subset"]:
-            keep = torch.randperm(len(y), generator=g)[: self.cfg["train_subset"]]
-            x, y = x[keep], y[keep]
-        self.train_set = _TensorBatches(x, y)
-        if self.test_fold is not None:  # val_subset is ignored: selection is on exactly the reported images
-            if self.cfg["exclude_leaked"]:
+            train = train[torch.randperm(len(train), generator=g)[: self.cfg["train_subset"]]]
+        self.train_set = _TensorBatches(images[train], labels[train])
+        self.test_sets = [_TensorBatches(images[idx], labels[idx]) for idx in split.tests.values()]
+        if split.selects_on_reported:
+            self.val_set = self.test_sets[list(split.tests).index(split.selected_on)]
+        else:
+            val = split.val
+            if self.cfg["val_subset"]:
+                val = val[torch.randperm(len(val), generator=g)[: self.cfg["val_subset"]]]
+            self.val_set = _TensorBatches(images[val], labels[val])
+        self.split_names = tuple(split.tests)
+        if self.cfg["exclude_leaked"]:
+            if split.fold is not None:
                 raise UserError("--set exclude_leaked=true applies to FER-2013's official test splits, not to "
                                 "cross-validation folds.")
-            fold = _TensorBatches(self.data.images[in_test], self.data.labels[in_test])
-            self.val_set, self.test_sets = fold, [fold, full_train]
-            return
-        if self.cfg["exclude_leaked"] and not hasattr(self, "_leaked_mask"):
-            self._leaked_mask = leaked_mask(self.data)  # setup runs once per stage: audit once
-        leaked = self._leaked_mask if self.cfg["exclude_leaked"] else torch.zeros(len(self.data.labels), dtype=bool)
-        tests = {s: (*self.data.split(s), leaked[self.data.splits == SPLITS.index(s)]) for s in EVAL_SPLITS}
-        if paper:
-            tests["PrivateTest"] = _seeded_subset(tests["PrivateTest"], self.cfg["paper_test_size"], split_g,
-                                                  "paper_test_size", "PrivateTest")
-            self.val_set = _TensorBatches(*tests["PrivateTest"][:2])
-        else:
-            vx, vy = self.data.split("PublicTest")
-            if self.cfg["val_subset"]:
-                keep = torch.randperm(len(vy), generator=g)[: self.cfg["val_subset"]]
-                vx, vy = vx[keep], vy[keep]
-            self.val_set = _TensorBatches(vx, vy)
-        self.test_sets = [_TensorBatches(x, y) for x, y, _ in tests.values()]
-        if paper:
-            self.test_sets[0] = self.val_set  # the paper protocol reports exactly the images it selected on
-        self.split_names = EVAL_SPLITS
-        if self.cfg["exclude_leaked"]:
-            self.test_sets += [_TensorBatches(x[~m], y[~m]) for x, y, m in tests.values()]
-            self.split_names += tuple(f"{s}_unleaked" for s in EVAL_SPLITS)
-            self.leaked = {f"{s}_unleaked": int(m.sum()) for s, (_, _, m) in tests.items()}
+            if not hasattr(self, "_leaked_mask"):
+                self._leaked_mask = leaked_mask(self.data)  # setup runs once per stage: audit once
+            kept = {f"{name}_unleaked": idx[~self._leaked_mask[idx]] for name, idx in split.tests.items()}
+            self.test_sets += [_TensorBatches(images[idx], labels[idx]) for idx in kept.values()]
+            self.split_names += tuple(kept)
+            self.leaked = {name: len(split.tests[name.removesuffix("_unleaked")]) - len(idx)
+                           for name, idx in kept.items()}
 
     def _norm_stats(self, train_images: torch.Tensor) -> tuple[float, float]:
         """(mean, std) in [0, 1] units; 'dataset' is computed on Training only, never on test."""

@@ -12,7 +12,8 @@ from conftest import cli
 from fer_bench.cli import main
 from fer_bench.data import CLASSES
 from fer_bench.errors import DataError, UserError
-from fer_bench.jaffe import CODES, JAFFE, load_jaffe, make_folds, parse_name
+from fer_bench.jaffe import CODES, JAFFE, load_jaffe, parse_name
+from fer_bench.protocols import cross_validation, make_folds
 from fer_bench.training import FERDataModule
 
 SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")  # the ten JAFFE subjects
@@ -170,8 +171,10 @@ def test_fold_datamodule_trains_on_the_rest_and_selects_on_the_fold(tmp_path):
     d = load_jaffe(tmp_path / "jaffe")
     from fer_bench.runner import resolve_config
     cfg = resolve_config("miao_presnet_vgg", "presnet", "paper", None, [], dataset="jaffe")
+    split = cross_validation(d, 5, "expression", split_seed=0)[2]
     fold = make_folds(d.labels, 5, "expression", d.subjects)[2]
-    dm = FERDataModule(d, cfg, seed=0, test_fold=fold)
+    assert torch.equal(split.val, fold) and split.fold["index"] == 3 and split.protocol == "5-fold"
+    dm = FERDataModule(d, cfg, seed=0, split=split)
     dm.setup()
     assert dm.split_names == ("test", "train")
     assert dm.val_set is dm.test_sets[0] and torch.equal(dm.val_set.labels, d.labels[fold])
