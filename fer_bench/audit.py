@@ -84,11 +84,6 @@ def matrix_summary(claim) -> dict:
     return out
 
 
-def _accuracy_claims(paper, model, dataset):
-    return [c for c in paper.claims if c.metric == "accuracy" and c.model == model and c.dataset == dataset
-            and c.value is not None]
-
-
 def _gain_baselines(paper, model, dataset) -> list[tuple]:
     """Accuracies of ``model`` implied by gain claims whose baseline it is: (value, reading, gain claim, acc claim)."""
     out = []

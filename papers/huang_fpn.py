@@ -156,7 +156,7 @@ def _matrix_claim(model: str, printed: list[list[str]], panel: str) -> Claim:
     return Claim(
         model=model, metric="confusion_matrix", value=None,
         as_printed="; ".join(" ".join(row) for row in printed), split="validation", protocol="canonical",
-        source=f"Figure 6({panel})", quote=f"(a) The confusion matrix of Resnet50 + FPN model" if panel == "a"
+        source=f"Figure 6({panel})", quote="(a) The confusion matrix of Resnet50 + FPN model" if panel == "a"
         else "(b) The confusion matrix of Resnet50 model",
         matrix=[[float(v) for v in row] for row in printed], labels=FIG6_LABELS,
         note="Counts printed to two significant digits; rows true class, columns predicted, label order of the "

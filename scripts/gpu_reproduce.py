@@ -154,7 +154,8 @@ def main() -> int:
                 continue
             if not running:
                 break
-        if now > deadline + 40:  # --time-limit stops each run (a checkpoint, then exit) before this: a hung one ends here
+        # --time-limit stops each run (a checkpoint, then exit) before this: a hung one ends here
+        if now > deadline + 40:
             for proc, _ in running.values():
                 proc.kill()
         time.sleep(1 if args.dry_run else 5)
@@ -166,7 +167,8 @@ def main() -> int:
             states[f"{paper}/{model}/{seed}"] = {
                 "dir": d.name, "status": m.get("status", "no metrics.json"),
                 "epochs": f"{m.get('epochs_completed')} / {m.get('epochs_planned')}", **(m.get("timing") or {}),
-                "hardware": m.get("hardware"), "PrivateTest": (m.get("splits") or {}).get("PrivateTest", {}).get("accuracy")}
+                "hardware": m.get("hardware"),
+                "PrivateTest": (m.get("splits") or {}).get("PrivateTest", {}).get("accuracy")}
             log(f"{paper}/{model}/{seed}: {states[f'{paper}/{model}/{seed}']}")
     with tarfile.open(out / "runs.tar.gz", "w:gz") as t:
         t.add(work / "logs", arcname="logs")  # one console log per run
@@ -175,7 +177,8 @@ def main() -> int:
                 t.add(f, arcname=str(f.relative_to(work)))
     summary = {"budget_s": args.budget, "seconds": round(time.time() - t0, 1), "dry_run": args.dry_run,
                # no machine path in a committed record: where the data came from, and what it decoded to
-               "data": "synthetic" if args.dry_run else f"{Path(data).name}, fingerprint {fingerprint}", "schedule": schedule, "runs": states,
+               "data": "synthetic" if args.dry_run else f"{Path(data).name}, fingerprint {fingerprint}",
+               "schedule": schedule, "runs": states,
                "not_started": [f"{p}/{m}/s{s}" for p, m, s in queue]}
     (out / "gpu_reproduce.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"-> {out / 'runs.tar.gz'}, {out / 'gpu_reproduce.json'}")
