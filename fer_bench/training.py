@@ -281,8 +281,9 @@ class FERClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         x, y = batch
         plain, logits = tta.evaluate(self.model, x, self.cfg)  # the same tensor without TTA
-        self.test_loss[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y), weight=len(y))
-        self.test_loss_sq[dataloader_idx].update(nn.functional.cross_entropy(logits.float(), y, reduction="none") ** 2)
+        per_image = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        self.test_loss[dataloader_idx].update(per_image)  # means over every image of the split
+        self.test_loss_sq[dataloader_idx].update(per_image ** 2)
         self.test_metrics[dataloader_idx].update(logits, y)
         if self.cfg["tta"] != "none":  # the plain view's metrics too, so TTA's effect can be read off
             tta.plain_metrics(self, len(self.test_metrics), len(CLASSES))[dataloader_idx].update(plain, y)
