@@ -6,7 +6,10 @@
 2. the smoke profile of every model runs on the real data (deterministic mode, seed 0);
 3. one run is repeated and must give identical metrics;
 4. smoke metrics are compared with the reference values committed in
-   results/reference/smoke.json, within TOLERANCE.
+   results/reference/smoke.json, within TOLERANCE;
+5. (the whole check, not ``--only``) the learning check: the smallest model trained long enough to leave chance
+   must land inside the 99% prediction interval of its committed seed-to-seed spread (results/reference/
+   learning.json). The smoke runs sit at chance and cannot see a change that stops a model from learning.
 
 ``--update`` writes the measured values of this CPU kind, each with the code version that measured it
 (``measured_with``); with ``--only`` every other value keeps its value, parameter count and record.
@@ -31,6 +34,15 @@ TOLERANCE = {"accuracy": 0.03, "loss_rel": 0.05}
 # smoke runs use one precision on every machine, whatever a run there would default to (bf16-mixed on a CPU with
 # native bf16, 32-true on others), so the values compare like with like; the reference records it
 PRECISION = "32-true"
+LEARNING_REFERENCE = Path("results/reference/learning.json")
+# the learning check: miao's PResNet (the smallest network, 0.87 M parameters) with its own SGD (lr 0.01, momentum
+# 0.9, weight decay 5e-4) on 6,144 Training images (drawn with the seed) for two epochs at batch 32, the lr x0.1 for
+# the second, selected on 1,024 PublicTest images; PrivateTest accuracy against the committed seeds' prediction
+# interval. (Its recipe, one epoch of all of Training at batch 128, reached 28.6%; Adam 1e-3 left seed 4 of this run at
+# chance, 24.3%, at batch 128 and at 32.)
+LEARNING_RUN = ("miao_presnet_vgg", "presnet", ("train_subset=6144", "val_subset=1024", "epochs=2", "batch_size=32",
+                                                "scheduler=step", "lr_hold=0", "step_size=1", "step_gamma=0.1"))
+LEARNING_LEVEL = 0.99
 CLAIM_FIELDS = ("model", "metric", "as_printed", "split", "protocol", "source", "quote", "kind")
 
 
@@ -52,12 +64,13 @@ def validate_papers() -> list[tuple[str, str, str]]:
     return problems
 
 
-def _smoke(pid: str, model: str, data, out: Path, precision: str = PRECISION) -> dict:
+def _smoke(pid: str, model: str, data, out: Path, precision: str = PRECISION, seed: int = 0,
+           overrides: tuple[str, ...] = ()) -> dict:
     from .runner import run
 
     cfg = get_paper(pid).resolve(model, "smoke")
-    overrides = ["pretrained=false"] if cfg.get("pretrained") else []  # CI has no network for weights
-    (path,) = run(pid, model=model, profile="smoke", seed=0, data=data, out=out, overrides=overrides,
+    overrides = [*overrides, *(["pretrained=false"] if cfg.get("pretrained") else [])]  # CI has no network for weights
+    (path,) = run(pid, model=model, profile="smoke", seed=seed, data=data, out=out, overrides=overrides,
                   deterministic=True, progress=False, precision=precision)
     return json.loads(path.read_text())
 
@@ -123,6 +136,37 @@ def _missing(key: str, data, reference: Path) -> str:
             f"{measure_command(key, data, reference)}` and commit {reference}")
 
 
+def consistency(d: dict, sizes: dict[str, int]) -> list[str]:
+    """What is wrong with a smoke run's metrics.json: it completed, every test split holds all of the split's
+    ``sizes`` images once, and its accuracies are those of its confusion matrix. Empty when all holds."""
+    import numpy as np
+
+    problems = [] if d.get("status") == "completed" else [f"status {d.get('status')}"]
+    for split, n in sizes.items():
+        m = d.get("splits", {}).get(split)
+        if m is None:
+            problems.append(f"no {split}")
+            continue
+        cm = np.asarray(m["confusion_matrix"])
+        if cm.shape != (7, 7) or cm.sum() != m["n"] or m["n"] != n:
+            problems.append(f"{split}: {cm.sum()} images in a {cm.shape} matrix, n {m['n']}, the split has {n}")
+            continue
+        rows = cm.sum(1)
+        per_class = [cm[i, i] / rows[i] if rows[i] else 0.0 for i in range(7)]
+        if abs(m["accuracy"] - np.trace(cm) / n) > 1e-6 or any(
+                abs(a - b) > 1e-6 for a, b in zip(m["per_class_accuracy"].values(), per_class)):
+            problems.append(f"{split}: accuracies differ from the confusion matrix's")
+    return problems
+
+
+def _split_sizes(data) -> dict[str, int]:
+    """Images per test split of the FER-2013 the smoke runs train on."""
+    from .data import load_fer2013, resolve_data_path
+
+    counts = load_fer2013(resolve_data_path(data)).counts()
+    return {split: sum(counts[split].values()) for split in ("PrivateTest", "PublicTest")}
+
+
 def _summary(d: dict) -> dict:
     return {split: {"accuracy": v["accuracy"], "loss": v["loss"]} for split, v in d["splits"].items()}
 
@@ -141,7 +185,7 @@ def compare(measured: dict, reference: dict) -> list[tuple[str, str, float, floa
 
 
 def check(data=None, reference: Path = REFERENCE, update: bool = False, only: list[str] | None = None,
-          out: Path | None = None) -> int:
+          out: Path | None = None, learning_reference: Path = LEARNING_REFERENCE) -> int:
     """Run the check; the smoke runs go to ``out`` (kept, e.g. results/) or a temporary directory."""
     failures = 0
     print("== registry")
@@ -170,6 +214,7 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
               f"re-measures them, then commit {reference})"))
     measured, versions = {}, {}
     precision = PRECISION if update else ref.get("precision", PRECISION)
+    sizes = _split_sizes(data)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"== smoke runs (profile smoke, seed 0, deterministic, precision {precision})")
         for key in keys:
@@ -177,8 +222,11 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
             d = _smoke(pid, model, data, out or Path(tmp) / "a", precision)
             measured[key] = _summary(d)
             versions[key] = d.get("software") or software()  # the code version that measured it
-            print(f"  {key:<40} PrivateTest acc {d['splits']['PrivateTest']['accuracy']:.4f}  "
-                  f"train {d['timing']['train_s']:.0f}s  eval {d['timing']['eval_s']:.0f}s")
+            problems = consistency(d, sizes)
+            failures += bool(problems)
+            print(f"  {'ok  ' if not problems else 'FAIL'} {key:<40} PrivateTest acc "
+                  f"{d['splits']['PrivateTest']['accuracy']:.4f}  train {d['timing']['train_s']:.0f}s  eval "
+                  f"{d['timing']['eval_s']:.0f}s" + "".join(f"; {p}" for p in problems))
         print("== determinism (first model repeated)")
         pid, model = keys[0].split("/")
         again = _summary(_smoke(pid, model, data, Path(tmp) / "b", precision))  # never kept: it would count as a second seed
@@ -212,5 +260,85 @@ def check(data=None, reference: Path = REFERENCE, update: bool = False, only: li
             print(f"  note {k}: no reference for CPU kind {kind} (only {', '.join(others)}); run "
                   f"`{measure_command(k, data, reference)}` on such a machine and commit {reference}")
         # a value on no CPU kind at all failed in the registry section above, with the command that measures it
+    if only is None:  # the whole check; `--only` checks smoke references
+        failures += learning(data, learning_reference)
     print(f"== {'FAILED: ' + str(failures) + ' problem(s)' if failures else 'all checks passed'}")
     return int(failures > 0)
+
+
+def learning_band(values: list[float], level: float = LEARNING_LEVEL) -> tuple[float, float, float]:
+    """(mean, lo, hi): the ``level`` prediction interval of one more seed's value, mean +- t(n-1) sd sqrt(1 + 1/n),
+    from n >= 3 seeds' values (a code change that only reshuffles randomness acts as another seed)."""
+    import math
+
+    import numpy as np
+
+    from .stats import t_quantile
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < 3:
+        raise UserError(f"the learning reference holds {len(v)} seed value(s); measure at least 3 with "
+                        "`fer-bench check --learning --update`.")
+    h = t_quantile(len(v) - 1, level) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / len(v))
+    return float(v.mean()), float(v.mean()) - h, float(v.mean()) + h
+
+
+def _learning_run(data, seed: int, out: Path) -> dict:
+    pid, model, overrides = LEARNING_RUN
+    d = _smoke(pid, model, data, out, PRECISION, seed=seed, overrides=overrides)
+    cm = d["splits"]["PrivateTest"]["confusion_matrix"]
+    return {"accuracy": d["splits"]["PrivateTest"]["accuracy"], "train_s": d["timing"]["train_s"],
+            "eval_s": d["timing"]["eval_s"], "chance": max(map(sum, cm)) / sum(map(sum, cm)),
+            "software": d.get("software") or software()}
+
+
+def learning(data=None, reference: Path = LEARNING_REFERENCE, update: bool = False,
+             seeds: list[int] = (0, 1, 2, 3, 4)) -> int:
+    """The learning check (step 5). ``update``: measure ``seeds`` on this CPU kind and write them into ``reference``
+    (this kind's other seeds, and other kinds, keep theirs; a reference of another LEARNING_RUN starts anew).
+    Returns the number of failures."""
+    pid, model, overrides = LEARNING_RUN
+    ref = json.loads(reference.read_text()) if reference.is_file() else {}
+    recipe = {"run": f"{pid}/{model}", "profile": "smoke", "overrides": list(overrides), "precision": PRECISION}
+    command = f"fer-bench check --learning --update --data {data or '../shared/datasets/fer2013'}"
+    print(f"== learning ({pid}/{model}: {' '.join(overrides)}; precision {PRECISION}, deterministic)")
+    kind = cpu_kind()
+    with tempfile.TemporaryDirectory() as tmp:
+        if update:
+            runs = {}
+            for seed in seeds:
+                runs[str(seed)] = r = _learning_run(data, seed, Path(tmp) / f"s{seed}")
+                print(f"  seed {seed}: PrivateTest acc {r['accuracy']:.4f}  train {r['train_s']:.0f}s  "
+                      f"eval {r['eval_s']:.0f}s")
+            kinds = ref.get("kinds", {}) if {k: ref.get(k) for k in recipe} == recipe else {}  # a new recipe: anew
+            had = kinds.get(kind, {})  # seeds measured before on this kind stay, unless measured again now
+            kinds[kind] = {f: {**had.get(f, {}), **{s: r[key] for s, r in runs.items()}}
+                           for f, key in (("seeds", "accuracy"), ("train_s", "train_s"), ("measured_with", "software"))}
+            kinds[kind]["chance"] = runs[str(seeds[0])]["chance"]
+            write_json_atomic(reference, {
+                "note": "measured by `fer-bench check --learning --update`: PrivateTest accuracy of LEARNING_RUN "
+                        "(fer_bench.check) per seed and CPU kind; the check trains seed 0 and requires it inside "
+                        f"the {LEARNING_LEVEL:.0%} prediction interval of all these seeds' values",
+                **recipe, "level": LEARNING_LEVEL, "kinds": kinds})
+            values = [a for k in kinds.values() for a in k["seeds"].values()]
+            mean, lo, hi = learning_band(values)
+            print(f"== learning reference updated for CPU kind {kind}: mean {mean:.4f}, {LEARNING_LEVEL:.0%} "
+                  f"prediction interval [{lo:.4f}, {hi:.4f}] ({reference}; commit it)")
+            return 0
+        if {k: ref.get(k) for k in recipe} != recipe:
+            print(f"  FAIL {reference} was measured for another learning run (or is missing): `{command}`, then "
+                  "commit it")
+            return 1
+        values = [a for k in ref["kinds"].values() for a in k["seeds"].values()]
+        mean, lo, hi = learning_band(values)
+        chance = max(k["chance"] for k in ref["kinds"].values())
+        if lo <= chance:
+            print(f"  FAIL the reference's interval [{lo:.4f}, {hi:.4f}] reaches chance ({chance:.4f}): it could "
+                  "not see a model that stopped learning")
+            return 1
+        r = _learning_run(data, 0, Path(tmp))
+    ok = lo <= r["accuracy"] <= hi
+    print(f"  {'ok  ' if ok else 'FAIL'} seed 0: PrivateTest acc {r['accuracy']:.4f}, expected [{lo:.4f}, {hi:.4f}] "
+          f"({LEARNING_LEVEL:.0%} prediction interval of {len(values)} seed(s) on {', '.join(ref['kinds'])}; "
+          f"mean {mean:.4f}, chance {chance:.4f})  train {r['train_s']:.0f}s")
+    return int(not ok)

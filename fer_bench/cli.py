@@ -119,10 +119,18 @@ def _data(args) -> None:
 
 
 def _check(args) -> int:
-    from .check import check
+    from .check import check, learning
+    from .reproduce import parse_seeds
 
+    if args.learning:
+        if args.only is not None:
+            raise UserError("--learning checks one fixed run; drop --only.")
+        seeds = parse_seeds(args.seeds)
+        if len(seeds) < 3:
+            raise UserError(f"--seeds {args.seeds}: the prediction interval needs at least 3 seeds.")
+        return learning(args.data, Path(args.learning_reference), update=args.update, seeds=seeds)
     return check(args.data, Path(args.reference), update=args.update, only=args.only,
-                 out=Path(args.out) if args.out else None)
+                 out=Path(args.out) if args.out else None, learning_reference=Path(args.learning_reference))
 
 
 def _bench(args) -> None:
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", default=None, metavar="PAPER[/MODEL]", help="check these models only")
     p.add_argument("--update", action="store_true", help="write the measured values as the new reference")
     p.add_argument("--out", default=None, help="keep the smoke runs under this results root (default: discard)")
+    p.add_argument("--learning", action="store_true",
+                   help="only the learning check (with --update: measure --seeds and write the learning reference)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="with --learning --update: the seeds to measure (>= 3)")
+    p.add_argument("--learning-reference", default="results/reference/learning.json")
     p.set_defaults(func=_check)
     return parser
 

@@ -11,6 +11,25 @@ from papers import get_paper, list_papers
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _test_splits_of_100_images(monkeypatch):
+    """The check's faked smoke runs (no training, no data) report splits of 100 images."""
+    import fer_bench.check as chk
+
+    monkeypatch.setattr(chk, "_split_sizes", lambda data: {"PrivateTest": 100, "PublicTest": 100})
+
+
+def split_of(accuracy: float, loss: float = 2.0, n: int = 100) -> dict:
+    """A test split's metrics as a run writes them, consistent with a confusion matrix: ``accuracy`` of ``n``
+    images, the correct ones all angry, the rest disgust predicted as angry."""
+    from fer_bench.data import CLASSES
+
+    cm = [[0] * 7 for _ in range(7)]
+    cm[0][0], cm[1][0] = round(accuracy * n), n - round(accuracy * n)
+    per_class = {c: (1.0 if i == 0 and cm[0][0] else 0.0) for i, c in enumerate(CLASSES)}
+    return {"n": n, "accuracy": accuracy, "loss": loss, "confusion_matrix": cm, "per_class_accuracy": per_class}
+
+
 def test_every_registered_paper_validates():
     assert validate_papers() == []
 
@@ -48,9 +67,9 @@ def test_check_compares_with_this_cpu_kinds_values_only(monkeypatch, tmp_path, c
     import fer_bench.check as chk
 
     monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX512")
-    split = {"accuracy": 0.25, "loss": 2.0}
-    measured = {"PrivateTest": split, "PublicTest": split}
-    monkeypatch.setattr(chk, "_smoke", lambda *a, **k: {"splits": measured, "timing": {"train_s": 1, "eval_s": 1}})
+    measured = {"PrivateTest": split_of(0.25), "PublicTest": split_of(0.25)}
+    monkeypatch.setattr(chk, "_smoke", lambda *a, **k: {"status": "completed", "splits": measured,
+                                                         "timing": {"train_s": 1, "eval_s": 1}})
     ref = json.loads((ROOT / REFERENCE).read_text())
     far = {"PrivateTest": {"accuracy": 0.10, "loss": 9.0}, "PublicTest": {"accuracy": 0.10, "loss": 9.0}}
     key = "miao_presnet_vgg/presnet"
@@ -78,8 +97,8 @@ def _fake_smoke(monkeypatch, git_sha="new", accuracy=0.25):
     import fer_bench.check as chk
     from fer_bench.results import software
 
-    split = {"accuracy": accuracy, "loss": 2.0}
-    d = {"splits": {"PrivateTest": split, "PublicTest": split}, "timing": {"train_s": 1, "eval_s": 1},
+    d = {"status": "completed", "splits": {"PrivateTest": split_of(accuracy), "PublicTest": split_of(accuracy)},
+         "timing": {"train_s": 1, "eval_s": 1},
          "software": {**software(), "git_sha": git_sha}}
     monkeypatch.setattr(chk, "_smoke", lambda *a, **k: json.loads(json.dumps(d)))
 
@@ -201,8 +220,8 @@ def test_check_runs_the_reference_precision_on_a_bf16_cpu(monkeypatch, tmp_path)
         seen.append(precision)
         path = Path(out) / f"{len(seen)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        split = {"accuracy": 0.25, "loss": 2.0}
-        path.write_text(json.dumps({"splits": {"PrivateTest": split, "PublicTest": split},
+        path.write_text(json.dumps({"status": "completed", "splits": {"PrivateTest": split_of(0.25),
+                                                                      "PublicTest": split_of(0.25)},
                                     "timing": {"train_s": 1, "eval_s": 1}}))
         return [path]
 
@@ -213,3 +232,134 @@ def test_check_runs_the_reference_precision_on_a_bf16_cpu(monkeypatch, tmp_path)
     reference.write_text(json.dumps({**ref, "precision": "32-true"}))
     check(None, reference, only=["miao_presnet_vgg/presnet"])
     assert seen == ["32-true", "32-true"]  # the smoke run and its repetition
+
+
+# ---------------------------------------------------------------- the learning check
+
+def test_learning_band_is_the_prediction_interval_of_one_more_seed():
+    from fer_bench.check import learning_band
+
+    mean, lo, hi = learning_band([0.40, 0.42, 0.41])
+    h = 9.9248 * 0.01 * (4 / 3) ** 0.5  # t(0.995, 2) * sd * sqrt(1 + 1/n)
+    assert mean == pytest.approx(0.41) and lo == pytest.approx(0.41 - h, abs=1e-4) and hi == pytest.approx(0.41 + h,
+                                                                                                          abs=1e-4)
+    with pytest.raises(Exception, match="at least 3"):
+        learning_band([0.4, 0.41])
+
+
+def _fake_learning(monkeypatch, accuracies: dict, kind="AVX512"):
+    """check's learning runs replaced: seed -> PrivateTest accuracy, no training; returns the seeds trained."""
+    import fer_bench.check as chk
+
+    trained = []
+
+    def run(data, seed, out):
+        trained.append(seed)
+        return {"accuracy": accuracies[seed], "train_s": 150.0, "eval_s": 20.0, "chance": 0.2449,
+                "software": {"git_sha": "x"}}
+
+    monkeypatch.setattr(chk, "_learning_run", run)
+    monkeypatch.setattr(chk, "cpu_kind", lambda: kind)
+    return trained
+
+
+def test_learning_check_measures_seeds_then_passes_a_learner_and_fails_a_model_at_chance(monkeypatch, tmp_path, capsys):
+    import fer_bench.check as chk
+
+    reference = tmp_path / "learning.json"
+    measured = {0: 0.41, 1: 0.43, 2: 0.40, 3: 0.42, 4: 0.415}
+    trained = _fake_learning(monkeypatch, measured)
+    assert chk.learning(None, reference, update=True) == 0 and trained == [0, 1, 2, 3, 4]
+    ref = json.loads(reference.read_text())
+    assert ref["kinds"]["AVX512"]["seeds"] == {str(s): a for s, a in measured.items()}
+    assert ref["overrides"] == list(chk.LEARNING_RUN[2]) and ref["precision"] == "32-true"
+    _fake_learning(monkeypatch, {0: 0.405})  # a change that only reshuffles randomness: inside the interval
+    assert chk.learning(None, reference) == 0
+    assert "ok   seed 0: PrivateTest acc 0.4050" in capsys.readouterr().out
+    _fake_learning(monkeypatch, {0: 0.2449})  # the model stopped learning: it predicts the majority class
+    assert chk.learning(None, reference) == 1
+    assert "FAIL seed 0: PrivateTest acc 0.2449" in capsys.readouterr().out
+    _fake_learning(monkeypatch, {5: 0.425, 1: 0.44})  # more seeds join this kind's; a seed measured again replaces
+    assert chk.learning(None, reference, update=True, seeds=[5, 1]) == 0
+    mine = json.loads(reference.read_text())["kinds"]["AVX512"]
+    assert mine["seeds"] == {"0": 0.41, "1": 0.44, "2": 0.40, "3": 0.42, "4": 0.415, "5": 0.425}
+    assert set(mine["measured_with"]) == set(mine["train_s"]) == set(mine["seeds"])
+    # another CPU kind's seeds join the interval; this kind's stay
+    _fake_learning(monkeypatch, {0: 0.44, 1: 0.42, 2: 0.43}, kind="AVX2")
+    assert chk.learning(None, reference, update=True, seeds=[0, 1, 2]) == 0
+    kinds = json.loads(reference.read_text())["kinds"]
+    assert set(kinds) == {"AVX512", "AVX2"} and kinds["AVX512"]["seeds"]["4"] == 0.415
+
+
+def test_learning_check_refuses_a_reference_of_another_run_or_one_that_reaches_chance(monkeypatch, tmp_path, capsys):
+    import fer_bench.check as chk
+
+    reference = tmp_path / "learning.json"
+    _fake_learning(monkeypatch, {0: 0.30, 1: 0.45, 2: 0.26})  # too noisy to tell a learner from chance
+    chk.learning(None, reference, update=True, seeds=[0, 1, 2])
+    trained = _fake_learning(monkeypatch, {0: 0.40})
+    assert chk.learning(None, reference) == 1 and trained == []
+    assert "reaches chance (0.2449)" in capsys.readouterr().out
+    ref = json.loads(reference.read_text())
+    reference.write_text(json.dumps({**ref, "overrides": ["epochs=1"]}))  # measured for another learning run
+    assert chk.learning(None, reference) == 1 and trained == []
+    assert "`fer-bench check --learning --update --data ../shared/datasets/fer2013`" in capsys.readouterr().out
+
+
+def test_only_the_whole_check_runs_the_learning_check(monkeypatch, tmp_path):
+    import fer_bench.check as chk
+
+    calls = []
+    monkeypatch.setattr(chk, "learning", lambda *a, **k: calls.append(a) or 0)
+    monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX2")
+    _fake_smoke(monkeypatch)
+    reference = tmp_path / "smoke.json"
+    reference.write_text((ROOT / REFERENCE).read_text())
+    chk.check(None, reference, only=["miao_presnet_vgg/presnet"])
+    assert calls == []
+    chk.check(None, reference)
+    assert len(calls) == 1
+
+
+def test_committed_learning_reference_separates_a_learner_from_chance():
+    from fer_bench.check import LEARNING_REFERENCE, LEARNING_RUN, learning_band
+
+    ref = json.loads((ROOT / LEARNING_REFERENCE).read_text())
+    pid, model, overrides = LEARNING_RUN
+    assert (ref["run"], ref["overrides"], ref["precision"]) == (f"{pid}/{model}", list(overrides), "32-true")
+    values = [a for k in ref["kinds"].values() for a in k["seeds"].values()]
+    mean, lo, hi = learning_band(values)
+    assert lo > max(k["chance"] for k in ref["kinds"].values()) + 0.03
+    assert max(t for k in ref["kinds"].values() for t in k["train_s"].values()) < 300  # a few minutes of CI
+
+
+def test_check_learning_cli_refuses_only_and_too_few_seeds(capsys):
+    from fer_bench.cli import main
+
+    assert main(["check", "--learning", "--only", "miao_presnet_vgg"]) == 2
+    assert "drop --only" in capsys.readouterr().err
+    assert main(["check", "--learning", "--update", "--seeds", "0,1"]) == 2
+    assert "at least 3 seeds" in capsys.readouterr().err
+
+
+def test_check_fails_a_smoke_run_whose_metrics_disagree_with_themselves(monkeypatch, tmp_path, capsys):
+    """Every smoke run must have tested every image of each test split once, with accuracies that are those of its
+    confusion matrix (what the per-paper real-data smoke tests asserted, now for every model)."""
+    import fer_bench.check as chk
+
+    good = {"status": "completed", "splits": {"PrivateTest": split_of(0.25), "PublicTest": split_of(0.25)}}
+    assert chk.consistency(good, {"PrivateTest": 100, "PublicTest": 100}) == []
+    assert chk.consistency(good, {"PrivateTest": 3589, "PublicTest": 100}) == [
+        "PrivateTest: 100 images in a (7, 7) matrix, n 100, the split has 3589"]
+    wrong = json.loads(json.dumps(good))
+    wrong["splits"]["PublicTest"]["accuracy"] = 0.3
+    assert chk.consistency(wrong, {"PrivateTest": 100, "PublicTest": 100}) == [
+        "PublicTest: accuracies differ from the confusion matrix's"]
+    assert chk.consistency({**good, "status": "interrupted"}, {})[0] == "status interrupted"
+    monkeypatch.setattr(chk, "cpu_kind", lambda: "AVX2")
+    monkeypatch.setattr(chk, "_smoke", lambda *a, **k: json.loads(json.dumps(wrong)) | {"timing": {"train_s": 1,
+                                                                                                    "eval_s": 1}})
+    reference = tmp_path / "smoke.json"
+    reference.write_text((ROOT / REFERENCE).read_text())
+    assert chk.check(None, reference, only=["miao_presnet_vgg/presnet"]) == 1
+    assert "accuracies differ from the confusion matrix's" in capsys.readouterr().out

@@ -110,11 +110,13 @@ def test_malformed_data_and_unwritable_output_exit_2(tmp_path, tiny_csv):
 
 @pytest.mark.realdata
 def test_real_smoke_run_through_the_cli(tmp_path, real_data):
-    r = cli("run", "--paper", "huang_fpn", "--model", "resnet50_fpn", "--profile", "smoke", "--data",
+    """The smallest model (fer-bench check runs every model's smoke run and checks its numbers the same way)."""
+    r = cli("run", "--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", "--data",
             str(real_data), "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
-    (path,) = tmp_path.glob("runs/huang_fpn/resnet50_fpn/*/metrics.json")
+    (path,) = tmp_path.glob("runs/miao_presnet_vgg/presnet/*/metrics.json")
     d = check_metrics(path, n_test=3589)
-    assert d["dataset"]["format"] == "folder"
+    assert d["dataset"]["format"] == "folder" and d["protocol"] == "canonical" and d["selected_on"] == "PublicTest"
+    assert d["epochs_completed"] == 1 and d["budget"]["full"] is False
     per_class_n = np.array(d["splits"]["PrivateTest"]["confusion_matrix"]).sum(1).tolist()
     assert per_class_n == [491, 55, 528, 879, 594, 416, 626]  # PrivateTest, FER-2013 label order

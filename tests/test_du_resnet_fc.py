@@ -194,23 +194,6 @@ def test_smoke_baseline_on_tiny_data_through_cli(tiny_folder, tmp_path):
     assert m["config"]["adam_eps"] == 1e-8 and m["budget"]["full"] is False
 
 
-@pytest.mark.realdata
-@pytest.mark.slow
-def test_smoke_improved_on_real_fer2013_through_cli(real_data, tmp_path):
-    # the full test splits are evaluated (the point of the test); a 64-image train/val slice keeps it short
-    r = cli("run", "--paper", PAPER_ID, "--model", "improved_resnet50", "--profile", "smoke", "--data",
-            str(real_data), "--out", str(tmp_path / "out"), "--no-progress", "--set", "train_subset=64",
-            "--set", "val_subset=64", timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
-    m = _metrics(tmp_path / "out")
-    assert (m["status"], m["model"], m["profile"]) == ("completed", "improved_resnet50", "smoke")
-    for split in ("PrivateTest", "PublicTest"):
-        s = m["splits"][split]
-        assert s["n"] == 3589 and sum(map(sum, s["confusion_matrix"])) == 3589
-        assert 0 <= s["accuracy"] <= 1
-    assert m["config"]["fc_width"] == 1024
-
-
 def test_table1_claims_are_last_epoch_claims(paper):
     """Table 1 repeats the ends of Figure 4's curves: the model after epoch 30, not a selected checkpoint."""
     last = {(c.model, c.metric) for c in paper.claims if c.checkpoint == "last"}

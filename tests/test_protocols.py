@@ -97,4 +97,5 @@ def test_real_fer2013_protocols_keep_their_images(real_data):
     assert [_sha(c.train), _sha(c.tests["PrivateTest"]), _sha(c.tests["PublicTest"])] == [
         "b38d962d0d041a0c", "bc75c161a0053681", "5d3021590c095ac9"]
     p = protocols.paper_subsets(d, 28000, 3500, split_seed=0)
+    assert (len(p.train), len(p.tests["PrivateTest"]), len(p.tests["PublicTest"])) == (28000, 3500, 3589)
     assert [_sha(p.train), _sha(p.tests["PrivateTest"])] == ["909d83e277be420e", "3055e46b5d8a7b3e"]
