@@ -221,7 +221,7 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
     written = []
     for m in models:
         dirs = [Path(d) for d in run_dirs[m]]
-        cv_dir = dirs.pop(0) if len(dirs) > len(splits[m]) else None
+        cv_dir = dirs.pop(0) if splits[m][0].fold else None  # a cross-validation: its cv.json directory first
         base = {"paper": paper.id, "model": m, "profile": profile, "seed": seed, "dataset": dataset_name,
                 "config": cfgs[m]}
         done = []
