@@ -23,6 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from .data import CLASSES
 from .errors import UserError
 from papers import get_paper, list_papers
 from .results import software, write_json_atomic
@@ -148,11 +149,11 @@ def consistency(d: dict, sizes: dict[str, int]) -> list[str]:
             problems.append(f"no {split}")
             continue
         cm = np.asarray(m["confusion_matrix"])
-        if cm.shape != (7, 7) or cm.sum() != m["n"] or m["n"] != n:
+        if cm.shape != (len(CLASSES),) * 2 or cm.sum() != m["n"] or m["n"] != n:
             problems.append(f"{split}: {cm.sum()} images in a {cm.shape} matrix, n {m['n']}, the split has {n}")
             continue
         rows = cm.sum(1)
-        per_class = [cm[i, i] / rows[i] if rows[i] else 0.0 for i in range(7)]
+        per_class = [cm[i, i] / rows[i] if rows[i] else 0.0 for i in range(len(cm))]
         if abs(m["accuracy"] - np.trace(cm) / n) > 1e-6 or any(
                 abs(a - b) > 1e-6 for a, b in zip(m["per_class_accuracy"].values(), per_class)):
             problems.append(f"{split}: accuracies differ from the confusion matrix's")
@@ -302,7 +303,7 @@ def learning(data=None, reference: Path = LEARNING_REFERENCE, update: bool = Fal
     recipe = {"run": f"{pid}/{model}", "profile": "smoke", "overrides": list(overrides), "precision": PRECISION}
     command = f"fer-bench check --learning --update --data {data or '../shared/datasets/fer2013'}"
     print(f"== learning ({pid}/{model}: {' '.join(overrides)}; precision {PRECISION}, deterministic)")
-    kind = cpu_kind()
+    kind, same_run = cpu_kind(), {k: ref.get(k) for k in recipe} == recipe
     with tempfile.TemporaryDirectory() as tmp:
         if update:
             runs = {}
@@ -310,7 +311,7 @@ def learning(data=None, reference: Path = LEARNING_REFERENCE, update: bool = Fal
                 runs[str(seed)] = r = _learning_run(data, seed, Path(tmp) / f"s{seed}")
                 print(f"  seed {seed}: PrivateTest acc {r['accuracy']:.4f}  train {r['train_s']:.0f}s  "
                       f"eval {r['eval_s']:.0f}s")
-            kinds = ref.get("kinds", {}) if {k: ref.get(k) for k in recipe} == recipe else {}  # a new recipe: anew
+            kinds = ref.get("kinds", {}) if same_run else {}  # a reference of another run: anew
             had = kinds.get(kind, {})  # seeds measured before on this kind stay, unless measured again now
             kinds[kind] = {f: {**had.get(f, {}), **{s: r[key] for s, r in runs.items()}}
                            for f, key in (("seeds", "accuracy"), ("train_s", "train_s"), ("measured_with", "software"))}
@@ -325,7 +326,7 @@ def learning(data=None, reference: Path = LEARNING_REFERENCE, update: bool = Fal
             print(f"== learning reference updated for CPU kind {kind}: mean {mean:.4f}, {LEARNING_LEVEL:.0%} "
                   f"prediction interval [{lo:.4f}, {hi:.4f}] ({reference}; commit it)")
             return 0
-        if {k: ref.get(k) for k in recipe} != recipe:
+        if not same_run:
             print(f"  FAIL {reference} was measured for another learning run (or is missing): `{command}`, then "
                   "commit it")
             return 1

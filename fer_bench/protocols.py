@@ -122,7 +122,7 @@ def cross_validation(data, k: int, by: str, split_seed: int, monitor: str = "val
     name = f"{k}-fold" + ("-subject" if by == "subject" else "")
     how = "stratified by expression" if by == "expression" else "subject-independent"
     splits = []
-    for i, test in enumerate(make_folds(data.labels, k, by, getattr(data, "subjects", None), split_seed), start=1):
+    for i, test in enumerate(make_folds(data.labels, k, by, data.subjects, split_seed), start=1):
         in_test = torch.zeros(len(data.labels), dtype=torch.bool)
         in_test[test] = True
         train = torch.nonzero(~in_test).flatten()

@@ -142,11 +142,10 @@ class FERDataModule(L.LightningDataModule):
                                 "cross-validation folds.")
             if not hasattr(self, "_leaked_mask"):
                 self._leaked_mask = leaked_mask(self.data)  # setup runs once per stage: audit once
-            kept = {f"{name}_unleaked": idx[~self._leaked_mask[idx]] for name, idx in split.tests.items()}
-            self.test_sets += [_TensorBatches(images[idx], labels[idx]) for idx in kept.values()]
-            self.split_names += tuple(kept)
-            self.leaked = {name: len(split.tests[name.removesuffix("_unleaked")]) - len(idx)
-                           for name, idx in kept.items()}
+            masks = {f"{name}_unleaked": (idx, self._leaked_mask[idx]) for name, idx in split.tests.items()}
+            self.test_sets += [_TensorBatches(images[idx[~m]], labels[idx[~m]]) for idx, m in masks.values()]
+            self.split_names += tuple(masks)
+            self.leaked = {name: int(m.sum()) for name, (_, m) in masks.items()}
 
     def _norm_stats(self, train_images: torch.Tensor) -> tuple[float, float]:
         """(mean, std) in [0, 1] units; 'dataset' is computed on Training only, never on test."""

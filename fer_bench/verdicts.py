@@ -115,9 +115,9 @@ def _variant(d: dict, paper) -> str:
         return f"(profile {d.get('profile')} unknown)"
 
 
-UNIT_COLUMNS = GROUP + ["budget_reasons", "seed", "run_id", "finished", "status", "folds", "epochs_planned", "epochs_completed",
-                        "best_epoch", "selected_on", "accelerator", "device", "devices", "precision", "git_sha",
-                        "fingerprint", "train_s", "config", "path", "logs", "splits", "last_splits"]
+UNIT_COLUMNS = GROUP + ["budget_reasons", "seed", "run_id", "finished", "status", "folds", "epochs_planned",
+                        "epochs_completed", "best_epoch", "selected_on", "accelerator", "device", "devices", "precision",
+                        "git_sha", "fingerprint", "train_s", "config", "path", "logs", "splits", "last_splits"]
 
 
 def units(runs: list[dict], papers: dict) -> pd.DataFrame:

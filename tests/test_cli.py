@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import cli
+from fer_bench.check import consistency
 
 TOP_KEYS = {"schema", "paper", "model", "profile", "protocol", "seed", "run_id", "status", "epochs_planned",
             "epochs_completed", "best_epoch", "selected_on", "budget", "splits", "timing", "hardware", "software",
@@ -25,15 +26,9 @@ def check_metrics(path: Path, n_test: int) -> dict:
     written = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).replace(tzinfo=None)
     assert abs(written - finished).total_seconds() < 5
     assert set(d["splits"]) == {"PrivateTest", "PublicTest"}
+    assert consistency(d, {"PrivateTest": n_test, "PublicTest": n_test}) == []  # every image once, accuracies of the CM
     for split in d["splits"].values():
-        assert SPLIT_KEYS <= set(split)
-        cm = np.array(split["confusion_matrix"])
-        assert cm.shape == (7, 7) and cm.sum() == split["n"] == n_test
-        assert split["accuracy"] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-6)
-        rows = cm.sum(1)
-        for i, (cls, acc) in enumerate(split["per_class_accuracy"].items()):
-            assert acc == pytest.approx(cm[i, i] / rows[i] if rows[i] else 0.0, abs=1e-6), cls
-        assert 0 <= split["macro_f1"] <= 1 and split["loss"] > 0
+        assert SPLIT_KEYS <= set(split) and 0 <= split["macro_f1"] <= 1 and split["loss"] > 0
     assert set(d["timing"]) == {"train_s", "train_img_per_s", "eval_s"} and d["timing"]["train_s"] > 0
     assert set(d["hardware"]) == {"accelerator", "device_name", "devices", "num_nodes", "precision"}
     assert set(d["software"]) == {"python", "torch", "lightning", "fer_bench", "git_sha"}
