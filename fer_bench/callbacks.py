@@ -53,14 +53,17 @@ class TimeLimitReached(Exception):
 
 
 class _Signalled(Exception):
-    """Raised on every rank of a multi-process run at the training step after SIGTERM, after a checkpoint."""
+    """Raised at the training step after SIGTERM, after a checkpoint, on every rank; in one process also at the final
+    evaluation's step after it."""
 
 
 class _SigtermFlag(Callback):
-    """Several processes: SIGTERM only raises this flag, which _Safepoints shares from rank 0 at the next training
-    step, where every rank stops together (and after fit and after test). Lightning 2.6's own handler broadcasts
-    from inside the signal handler, in the middle of whatever collective the rank was in: gloo reports a collective
-    mismatch and the ranks crash (tests/test_robustness.py). One process keeps Lightning's handler."""
+    """SIGTERM only raises this flag; _Safepoints shares it from rank 0 at the next training step, where every rank
+    writes the checkpoint and stops together (and after fit and after test), so a preempted run loses no training.
+    Lightning's own handler stops one process at the next step without a checkpoint (the newest is then up to
+    --checkpoint-minutes old), and under several processes it broadcasts from inside the signal handler, in the middle
+    of whatever collective the rank was in: gloo reports a collective mismatch and the ranks crash
+    (tests/test_robustness.py)."""
 
     def __init__(self):
         self.received = False
@@ -68,15 +71,17 @@ class _SigtermFlag(Callback):
     def _note(self, signum, frame) -> None:
         self.received = True
 
-    def _install(self, trainer) -> None:  # Lightning registers its handlers when fit or test starts: replace them
-        if trainer.world_size > 1:
-            signal.signal(signal.SIGTERM, self._note)
+    def _install(self, *_) -> None:  # Lightning registers its handlers when fit or test starts: replace them
+        signal.signal(signal.SIGTERM, self._note)
 
-    def on_train_start(self, trainer, pl_module):
-        self._install(trainer)
+    on_train_start = on_test_start = _install
 
-    def on_test_start(self, trainer, pl_module):
-        self._install(trainer)
+    def on_test_batch_end(self, trainer, *_):
+        """One process leaves the final evaluation at once (it is repeated on resume); several finish it, since a
+        rank cannot leave a collective alone, and stop after it (runner.py asks shared()). Validation inside fit
+        always finishes, so that the epoch's checkpoint is written before the next training step stops."""
+        if self.received and trainer.world_size == 1:
+            raise _Signalled
 
     def shared(self, trainer) -> bool:
         """Rank 0's flag, on every rank (a collective: every rank calls it at the same point)."""
@@ -86,8 +91,8 @@ class _SigtermFlag(Callback):
 class _Safepoints(Callback):
     """Resumable checkpoints inside an epoch, at most ``every_s`` seconds of training apart, so a kill loses at most
     that much work even when one epoch takes half an hour; and a clean stop (a checkpoint, then TimeLimitReached)
-    once the wall clock passes ``deadline``, or (_Signalled) after SIGTERM under several processes. Rank 0 decides
-    and every rank follows (saving is collective)."""
+    once the wall clock passes ``deadline``, or (_Signalled) after SIGTERM. Rank 0 decides and every rank follows
+    (saving is collective)."""
 
     def __init__(self, path: Path, every_s: float | None, deadline: float | None, timer: _TrainTimer,
                  sigterm: _SigtermFlag):

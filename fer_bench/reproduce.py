@@ -24,7 +24,7 @@ from .config import same_recipe
 from .errors import UserError
 from papers import get_paper
 from .results import is_locked, run_lock, run_summary
-from .runner import TimeLimitReached, resolve_config, run
+from .runner import RunInterrupted, TimeLimitReached, resolve_config, run
 
 RUN_PREFIX = "repro"
 MIN_START_S = 300  # a run is not started (or resumed) with less time left than this before --time-limit
@@ -222,5 +222,7 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
         except TimeLimitReached as e:
             log(f"{name}: {e} Continue with the same command.")
             return False
+        except RunInterrupted as e:  # SIGTERM, Ctrl-C, a full disk: the plan continues where it stopped
+            raise UserError(f"{name}: {e.advice('the same command')}") from None
         log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
     return True

@@ -318,14 +318,25 @@ def _budget(paper, model, profile, cfg, epochs_done, dataset_name, dataset, trai
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
-def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> str:
-    """The message for a run that could not write its results (full disk, quota, file-size limit, read-only); the
-    partial checkpoint Lightning was writing (<name>.part) is removed, so only complete checkpoints remain."""
+class RunInterrupted(UserError):
+    """A run that stopped before it completed (SIGTERM, Ctrl-C, a full disk); its metrics.json says 'interrupted'.
+    How to continue depends on the command: `run` repeats itself with --resume, `reproduce` just repeats itself."""
+
+    def __init__(self, what: str, resumable: bool):
+        self.what, self.resumable = what, resumable
+        super().__init__(self.advice("the same command plus --resume"))
+
+    def advice(self, how: str) -> str:
+        return self.what + (f" Continue it with {how}." if self.resumable else " Then run the command again.")
+
+
+def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> RunInterrupted:
+    """A run that could not write its results (full disk, quota, file-size limit, read-only); the partial
+    checkpoint Lightning was writing (<name>.part) is removed, so only complete checkpoints remain."""
     for part in (run_dir / "checkpoints").glob("*.part"):
         part.unlink(missing_ok=True)
-    then = ("repeat the command with --resume (it continues from the last complete checkpoint)" if last_path.is_file()
-            else "run the command again")
-    return f"Cannot write to {run_dir} ({e.strerror}). Free some space or choose --out on another disk, then {then}."
+    return RunInterrupted(f"Cannot write to {run_dir} ({e.strerror}). Free some space (or choose --out on another "
+                          "disk).", resumable=last_path.is_file())
 
 
 def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, resume, max_time, accelerator, devices,
@@ -374,8 +385,8 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
                 status = "interrupted"
     except TimeLimitReached:
         status, stopped_by = "interrupted", "time limit"
-    except (KeyboardInterrupt, SystemExit, _Signalled):  # Ctrl-C (Lightning exits), SIGTERM (SIGTERMException in
-        status = "interrupted"  # one process, _Signalled in several), in fit or test
+    except (KeyboardInterrupt, SystemExit, _Signalled):  # Ctrl-C (Lightning exits), SIGTERM (_SigtermFlag), in fit
+        status = "interrupted"  # or test
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise
@@ -390,7 +401,8 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     epochs_done = trainer.current_epoch  # epochs whose training finished
     if not trainer.is_global_zero:
         if status == "interrupted":
-            raise TimeLimitReached if stopped_by else UserError("Run interrupted on another rank.")
+            raise (TimeLimitReached() if stopped_by == "time limit" else
+                   stopped_by or UserError("Run interrupted on another rank."))
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
     result = {
@@ -426,16 +438,14 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     except OSError as e:  # the disk filled up before, or just now: nothing half-written stays (atomic writes)
         if e.errno not in _DISK_FULL:
             raise
-        raise UserError(stopped_by if stopped_by not in (None, "time limit") else
-                        _disk_full(e, run_dir, last_path)) from None
-    if stopped_by not in (None, "time limit"):
-        raise UserError(stopped_by)
+        raise (stopped_by if isinstance(stopped_by, RunInterrupted) else _disk_full(e, run_dir, last_path)) from None
+    if isinstance(stopped_by, RunInterrupted):
+        raise stopped_by
     if stopped_by == "time limit":
         raise TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
                                f"{run_dir / 'checkpoints'}.")
     if status == "interrupted":
-        raise UserError(f"Run interrupted after {epochs_done} epoch(s); {path} records it as 'interrupted' and "
-                        f"the last checkpoint is in {run_dir / 'checkpoints'}. Continue it with the same command "
-                        "plus --resume.")
+        raise RunInterrupted(f"Run interrupted after {epochs_done} epoch(s); {path} records it as 'interrupted' and "
+                             f"the last checkpoint is in {run_dir / 'checkpoints'}.", resumable=last_path.is_file())
     return path
 

@@ -140,6 +140,39 @@ def test_time_limit_stops_cleanly_and_the_same_command_continues(data, tmp_path,
     assert only_metrics(tmp_path)["splits"] == uninterrupted["splits"]
 
 
+def test_sigterm_checkpoints_the_step_it_arrived_in_and_the_same_command_continues(data, tmp_path, uninterrupted,
+                                                                                  monkeypatch):
+    """SIGTERM (a preempted job) in step 10 of 21 (epoch 2, batch 3 of 7), with no periodic checkpoint due: the
+    checkpoint is written at that step, the error says to repeat the same command (not --resume), and the
+    continued run ends where the uninterrupted one ended."""
+    import torch
+
+    from fer_bench.errors import UserError
+    from fer_bench.training import FERClassifier
+
+    original = FERClassifier.training_step
+
+    def sigterm_in_step_ten(self, *a, **k):
+        if self.global_step == 9:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a, **k)
+
+    plan = make_plan("huang_fpn", "resnet50", "0", "smoke", [s for s in SETS if s != "--set"])
+    kw = dict(data=data, out=tmp_path, checkpoint_every_s=1e9, progress=False, deterministic=True, log=lambda m: 0)
+    monkeypatch.setattr(FERClassifier, "training_step", sigterm_in_step_ten)
+    with pytest.raises(UserError) as e:
+        reproduce(plan, **kw)
+    assert "Continue it with the same command." in str(e.value) and "--resume" not in str(e.value)
+    d = plan[0].run_dir(tmp_path)
+    assert json.loads((d / "metrics.json").read_text())["status"] == "interrupted"
+    ckpt = torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 10  # not 7, the end of epoch 1, the newest checkpoint before it
+    monkeypatch.setattr(FERClassifier, "training_step", original)
+    assert reproduce(plan, **kw) is True
+    again = only_metrics(tmp_path)
+    assert again["splits"] == uninterrupted["splits"] and again["last_epoch"] == uninterrupted["last_epoch"]
+
+
 def test_time_limit_exits_zero_with_how_to_continue(data, tmp_path):
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path), "--time-limit", "0:00:01")
     assert r.returncode == 0, r.stderr[-2000:]
