@@ -168,7 +168,7 @@ def cli_out(tmp_path_factory):
     from fer_bench.cli import main
 
     tmp = tmp_path_factory.mktemp("cli")
-    (tmp / "README.md").write_text(f"# x\n\n<!-- report:start -->\nold table\n<!-- report:end -->\n\ntail\n")
+    (tmp / "README.md").write_text("# x\n\n<!-- report:start -->\nold table\n<!-- report:end -->\n\ntail\n")
     cwd = os.getcwd()
     os.chdir(tmp)
     try:
@@ -223,7 +223,7 @@ def test_cli_readme(cli_out, tmp_path, monkeypatch):
     from fer_bench.cli import main
 
     text = (cli_out / "README.md").read_text()
-    assert "old table" not in text and text.endswith(f"<!-- report:end -->\n\ntail\n")
+    assert "old table" not in text and text.endswith("<!-- report:end -->\n\ntail\n")
     assert "| huang_fpn | resnet50_fpn | accuracy 93% |" in text and "| below |" in text
     assert "[out/REPORT.md](out/REPORT.md)" in text
     (tmp_path / "README.md").write_text("no markers")

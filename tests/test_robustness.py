@@ -271,7 +271,6 @@ def test_resume_refuses_another_dataset(data, tmp_path):
 def test_a_run_directory_in_use_is_refused_and_results_are_world_readable(tmp_path):
     import stat
 
-    from fer_bench.errors import UserError
     from fer_bench.results import is_locked, run_lock, write_json_atomic
 
     d = tmp_path / "run"
