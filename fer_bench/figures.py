@@ -242,14 +242,33 @@ def training_curves(report: Report, paper_id: str | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def _paper_curves(paper, models) -> list[tuple[str, str, list[float], list[float]]]:
+    """The paper's own curve claims (accuracy_curve, loss_curve) of the plotted models, as (quantity, label, epochs,
+    values): [[first, last]] is drawn at epoch 1 and at the recipe's last epoch, a single value (a bound over the
+    whole curve) as a line across it (epochs empty)."""
+    from .config import resolve
+
+    out = []
+    for c in paper.claims:
+        if c.metric in ("accuracy_curve", "loss_curve") and c.model in models and c.matrix:
+            values = [float(v) * (100 if c.metric == "accuracy_curve" else 1) for v in c.matrix[0]]
+            epochs = [1, resolve(paper, c.model)["epochs"]] if len(values) == 2 else []
+            out.append((c.metric.removesuffix("_curve"), f"paper: {c.model} {c.as_printed} ({c.split})", epochs,
+                        values))
+    return out
+
+
 def plot_training_curves(report: Report, paper_id: str):
-    """Accuracy and loss per epoch (train and validation), mean over seeds with a sd band; None without logs."""
+    """Accuracy and loss per epoch (train and validation), mean over seeds with a sd band, and the paper's own
+    statements about its curves (_paper_curves) in black; None without logs."""
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
     df = training_curves(report, paper_id)
     if df.empty:
         return None
+    paper = next((p for p in report.papers if p.id == paper_id), None)
+    claimed = _paper_curves(paper, set(report.units[report.units.paper == paper_id].model)) if paper else []
     fig = _figure(12, 4.2)
     axes = fig.subplots(1, 2)
     for ax, quantity in zip(axes, ("accuracy", "loss")):
@@ -261,6 +280,12 @@ def plot_training_curves(report: Report, paper_id: str):
             d = d.assign(value=100 * d.value)
         sns.lineplot(data=d, x="epoch", y="value", hue="series", style="phase", errorbar="sd", marker="o",
                      markersize=4, ax=ax)
+        for i, (label, epochs, values) in enumerate((lb, e, v) for q, lb, e, v in claimed if q == quantity):
+            if epochs:
+                ax.plot(epochs, values, linestyle="none", marker="XPDs"[i % 4], markersize=8, color="black",
+                        label=label)
+            else:
+                ax.axhline(values[0], color="black", linestyle=":", linewidth=1, label=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{quantity}{' (%)' if quantity == 'accuracy' else ''}")
         ax.set_title(f"{paper_id}: {quantity} per epoch (mean over seeds, band: sd)", fontsize=10)

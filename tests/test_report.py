@@ -219,6 +219,30 @@ def test_cli_figures_written(cli_out):
     assert set(per_class.kind) == {"measured", "implied"}
 
 
+def test_training_curves_show_the_papers_curve_statements():
+    """A curve claim's [[first, last]] is drawn at epoch 1 and the recipe's last epoch, a bound as a line; only for
+    models that ran (the report's reason says these claims are shown there)."""
+    import dataclasses
+
+    du = figures._paper_curves(get_paper("du_resnet_fc"), {"improved_resnet50", "resnet50"})
+    assert [(q, e, v) for q, _, e, v in du] == [("accuracy", [1, 30], pytest.approx([41.73, 57.31])),
+                                                 ("loss", [1, 30], pytest.approx([5.3601, 1.1556])),
+                                                 ("accuracy", [], pytest.approx([45.0])), ("loss", [], [1.4])]
+    assert len(figures._paper_curves(get_paper("du_resnet_fc"), {"improved_resnet50"})) == 2
+    huang = get_paper("huang_fpn")
+    curves = [claim("resnet50_fpn", "accuracy_curve", None, "from 20% to 70%", matrix=[[0.2, 0.7]],
+                    labels=["first epoch", "last epoch"]),
+              claim("resnet50_fpn", "loss_curve", None, "above 0.5", matrix=[[0.5]], labels=["bound"])]
+    paper = dataclasses.replace(huang, claims=[*huang.claims, *curves])
+    fig = figures.plot_training_curves(rp.build(FIXTURES, papers=[paper]), "huang_fpn")
+    acc, loss = fig.axes
+    (marks,) = [ln for ln in acc.get_lines() if ln.get_label().startswith("paper: resnet50_fpn")]
+    assert list(marks.get_xdata()) == [1, 100] and list(marks.get_ydata()) == pytest.approx([20, 70])
+    (bound,) = [ln for ln in loss.get_lines() if ln.get_label().startswith("paper: resnet50_fpn")]
+    assert list(bound.get_ydata()) == [0.5, 0.5]
+    assert "paper: resnet50_fpn from 20% to 70% (PublicTest)" in [t.get_text() for t in acc.get_legend().get_texts()]
+
+
 def test_cli_readme(cli_out, tmp_path, monkeypatch):
     from fer_bench.cli import main
 
