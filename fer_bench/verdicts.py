@@ -297,9 +297,10 @@ def pick_runs(claim, units: pd.DataFrame, paper, model: str, need_split: bool = 
     return Pick("inconclusive" if reduced else None, reason, sel, group_label(best), split, reduced, notes)
 
 
-def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], int | None, float | None]:
-    """Per-run values of a metric on a split, the median test size, and the mean per-image loss sd (None unless
-    every run recorded one)."""
+def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], int | None, float | None, int]:
+    """Per-run values of a metric on a split, the median test size, the mean per-image loss sd over the runs that
+    recorded one (None when none did: runs before fer-bench recorded it), and how many did. The per-image spread
+    is a property of the recipe on that split, so the runs that recorded it stand in for those that did not."""
     vals, ns, sds = [], [], []
     for s in units.splits:
         m = s.get(split) or {}
@@ -314,8 +315,8 @@ def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], 
             ns.append(m.get("n"))
             sds.append(m.get("loss_sd"))
     ns = [n for n in ns if n]
-    loss_sd = float(np.mean(sds)) if sds and all(x is not None for x in sds) else None
-    return vals, int(np.median(ns)) if ns else None, loss_sd
+    sds = [x for x in sds if x is not None]
+    return vals, int(np.median(ns)) if ns else None, float(np.mean(sds)) if sds else None, len(sds)
 
 
 def paper_test_n(paper, claim, split: str | None, n_ours: int | None) -> int | None:
@@ -446,7 +447,7 @@ def _gain_row(row: dict, paper, claim, units: pd.DataFrame) -> dict:
                 return row | {"verdict": verdict, "reason": f"{m}: {p.reason}"}
     stats, preds = [], []
     for p in picks:
-        vals, n_test, _ = _values(p.units, p.split, "accuracy")
+        vals, n_test = _values(p.units, p.split, "accuracy")[:2]
         stats.append(summarize(vals, n_test))
         preds.append(predict(vals, n_test))
     d, dp = difference(*stats), difference(*preds)
@@ -481,7 +482,7 @@ def _per_class_row(row: dict, claim, pick: Pick) -> dict:
     for labels, frac, _, half in per_class_rows(claim):
         for lab, v in zip(labels, frac):
             c = canonical_class(lab)
-            vals, n_c, _ = _values(pick.units, pick.split, f"class:{c}") if c else ([], None, None)
+            vals, n_c = _values(pick.units, pick.split, f"class:{c}")[:2] if c else ([], None)
             if not vals:
                 continue
             pred = predict(vals, n_c, level=level)
@@ -548,7 +549,7 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
     if metric == "per_class_accuracy":
         return _per_class_row(row, claim, pick)
     metric = "accuracy" if metric == "confusion_matrix" else metric  # a printed matrix: the accuracy it implies
-    vals, n_test, loss_sd = _values(pick.units, pick.split, metric)
+    vals, n_test, loss_sd, n_sd = _values(pick.units, pick.split, metric)
     if not vals:
         return row | {"verdict": "inconclusive", "reason": f"no {metric} measured on {pick.split} by {pick.group}"}
     binomial = metric == "accuracy"
@@ -564,6 +565,8 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
     if pick.reduced:
         return _lower_bound(row, claim, pick, pred)
     verdict, why = judge(row["claimed"], row["claimed_tol"], pred, metric, st["n"])
+    if metric == "loss" and loss_sd is not None and n_sd < len(vals):
+        why += f"; loss_sd from {n_sd} of {len(vals)} runs (the others predate it)"
     if paper_n and claim.split.lower() in PROXY_SPLITS and pick.split != claim.split:
         why += f"; the paper's '{claim.split}' images are not ours: {pick.split} is a held-out proxy"
     return row | {"verdict": verdict, "reason": why + (f"; {notes}" if notes else "")}

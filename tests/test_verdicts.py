@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -160,7 +161,13 @@ def test_loss_has_an_interval_only_with_its_per_image_spread(tmp_path):
     h_test = 1.959963984540054 * 0.9 / math.sqrt(N)
     h_seed = t_quantile(2) * 0.001 * math.sqrt(1 + 1 / 3)
     assert r["pred_hi"] - r["measured"] == pytest.approx(math.hypot(h_seed, h_test))
-    assert r["verdict"] == "consistent"
+    assert r["verdict"] == "consistent" and "loss_sd from" not in r["reason"]
+    shutil.rmtree(tmp_path / "runs/vt/a")
+    for seed, sd in ((0, None), (1, 0.8), (2, 1.0)):  # a run from before loss_sd: the others' mean stands in
+        write_run(tmp_path, "a", seed, k(70), loss=1.0 + 0.001 * seed, loss_sd=sd)
+    (r,) = judged(tmp_path, claim(metric="loss", value=1.0, printed="1.000"))
+    assert r["pred_hi"] - r["measured"] == pytest.approx(math.hypot(h_seed, h_test))  # mean(0.8, 1.0) = 0.9
+    assert "loss_sd from 2 of 3 runs" in r["reason"]
 
 
 def test_lower_bound_rule_for_runs_cut_only_in_epochs(tmp_path):
