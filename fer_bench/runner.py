@@ -367,14 +367,14 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10, default_root_dir=run_dir, plugins=_cluster_plugins(),
         sync_batchnorm=_sync_batchnorm(accelerator, devices, num_nodes))
-    status, stopped_by = "completed", None
+    status, stop = "completed", None  # stop: what the command raises once metrics.json records the stop
     splits, last_epoch, eval_s = {}, None, 0.0
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(last_path) if resume else None)
         if trainer.interrupted or sigterm.shared(trainer):
             status = "interrupted"
         elif deadline is not None and time.time() >= deadline:
-            status, stopped_by = "interrupted", "time limit"  # training is done; the evaluation comes on resume
+            status, stop = "interrupted", TimeLimitReached()  # training is done; the evaluation comes on resume
         else:
             t0 = time.perf_counter()
             trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
@@ -383,14 +383,14 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
             eval_s = time.perf_counter() - t0
             if sigterm.shared(trainer):
                 status = "interrupted"
-    except TimeLimitReached:
-        status, stopped_by = "interrupted", "time limit"
+    except TimeLimitReached as e:
+        status, stop = "interrupted", e
     except (KeyboardInterrupt, SystemExit, _Signalled):  # Ctrl-C (Lightning exits), SIGTERM (_SigtermFlag), in fit
         status = "interrupted"  # or test
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise
-        status, stopped_by = "interrupted", _disk_full(e, run_dir, last_path)
+        status, stop = "interrupted", _disk_full(e, run_dir, last_path)
     finally:
         if keep_log is not None and trainer.is_global_zero:
             keep_log.put_back()
@@ -399,10 +399,12 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     if status != "completed":
         splits, last_epoch = {}, None
     epochs_done = trainer.current_epoch  # epochs whose training finished
+    if isinstance(stop, TimeLimitReached):
+        stop = TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
+                                f"{run_dir / 'checkpoints'}.")
     if not trainer.is_global_zero:
         if status == "interrupted":
-            raise (TimeLimitReached() if stopped_by == "time limit" else
-                   stopped_by or UserError("Run interrupted on another rank."))
+            raise stop or UserError("Run interrupted on another rank.")
         return None
     match = re.search(r"best-(\d+)\.ckpt$", best.best_model_path or "")
     result = {
@@ -438,12 +440,9 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     except OSError as e:  # the disk filled up before, or just now: nothing half-written stays (atomic writes)
         if e.errno not in _DISK_FULL:
             raise
-        raise (stopped_by if isinstance(stopped_by, RunInterrupted) else _disk_full(e, run_dir, last_path)) from None
-    if isinstance(stopped_by, RunInterrupted):
-        raise stopped_by
-    if stopped_by == "time limit":
-        raise TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
-                               f"{run_dir / 'checkpoints'}.")
+        raise (stop if isinstance(stop, RunInterrupted) else _disk_full(e, run_dir, last_path)) from None
+    if stop is not None:
+        raise stop
     if status == "interrupted":
         raise RunInterrupted(f"Run interrupted after {epochs_done} epoch(s); {path} records it as 'interrupted' and "
                              f"the last checkpoint is in {run_dir / 'checkpoints'}.", resumable=last_path.is_file())
