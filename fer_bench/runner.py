@@ -339,6 +339,11 @@ def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> RunInterrupted:
                           "disk).", resumable=last_path.is_file())
 
 
+def _time_limit(trainer, run_dir: Path) -> TimeLimitReached:
+    return TimeLimitReached(f"Stopped at the time limit after {trainer.current_epoch} epoch(s); the checkpoint is in "
+                            f"{run_dir / 'checkpoints'}.")
+
+
 def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, resume, max_time, accelerator, devices,
              num_nodes, strategy, precision, deterministic, progress, checkpoint_every_s=None,
              deadline=None) -> Path | None:
@@ -374,7 +379,7 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
         if trainer.interrupted or sigterm.shared(trainer):
             status = "interrupted"
         elif deadline is not None and time.time() >= deadline:
-            status, stop = "interrupted", TimeLimitReached()  # training is done; the evaluation comes on resume
+            status, stop = "interrupted", _time_limit(trainer, run_dir)  # the evaluation comes on resume
         else:
             t0 = time.perf_counter()
             trainer.test(module, datamodule=dm, ckpt_path=best.best_model_path or None, verbose=False)
@@ -383,8 +388,8 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
             eval_s = time.perf_counter() - t0
             if sigterm.shared(trainer):
                 status = "interrupted"
-    except TimeLimitReached as e:
-        status, stop = "interrupted", e
+    except TimeLimitReached:
+        status, stop = "interrupted", _time_limit(trainer, run_dir)
     except (KeyboardInterrupt, SystemExit, _Signalled):  # Ctrl-C (Lightning exits), SIGTERM (_SigtermFlag), in fit
         status = "interrupted"  # or test
     except OSError as e:
@@ -399,9 +404,6 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     if status != "completed":
         splits, last_epoch = {}, None
     epochs_done = trainer.current_epoch  # epochs whose training finished
-    if isinstance(stop, TimeLimitReached):
-        stop = TimeLimitReached(f"Stopped at the time limit after {epochs_done} epoch(s); the checkpoint is in "
-                                f"{run_dir / 'checkpoints'}.")
     if not trainer.is_global_zero:
         if status == "interrupted":
             raise stop or UserError("Run interrupted on another rank.")

@@ -297,11 +297,9 @@ def pick_runs(claim, units: pd.DataFrame, paper, model: str, need_split: bool = 
     return Pick("inconclusive" if reduced else None, reason, sel, group_label(best), split, reduced, notes)
 
 
-def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], int | None, float | None, int]:
-    """Per-run values of a metric on a split, the median test size, the mean per-image loss sd over the runs that
-    recorded one (None when none did: runs before fer-bench recorded it), and how many did. The per-image spread
-    is a property of the recipe on that split, so the runs that recorded it stand in for those that did not."""
-    vals, ns, sds = [], [], []
+def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], int | None]:
+    """Per-run values of a metric on a split and the median test size."""
+    vals, ns = [], []
     for s in units.splits:
         m = s.get(split) or {}
         if metric.startswith("class:"):
@@ -313,10 +311,16 @@ def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], 
         elif m.get(metric) is not None:
             vals.append(float(m[metric]))
             ns.append(m.get("n"))
-            sds.append(m.get("loss_sd"))
     ns = [n for n in ns if n]
-    sds = [x for x in sds if x is not None]
-    return vals, int(np.median(ns)) if ns else None, float(np.mean(sds)) if sds else None, len(sds)
+    return vals, int(np.median(ns)) if ns else None
+
+
+def _loss_sd(units: pd.DataFrame, split: str) -> tuple[float | None, int]:
+    """The mean per-image loss sd over the runs that recorded one (None when none did: runs before fer-bench
+    recorded it) and how many did. The spread is a property of the recipe on that split, so the runs that recorded
+    it stand in for those that did not."""
+    sds = [s[split]["loss_sd"] for s in units.splits if (s.get(split) or {}).get("loss_sd") is not None]
+    return (float(np.mean(sds)) if sds else None), len(sds)
 
 
 def paper_test_n(paper, claim, split: str | None, n_ours: int | None) -> int | None:
@@ -447,7 +451,7 @@ def _gain_row(row: dict, paper, claim, units: pd.DataFrame) -> dict:
                 return row | {"verdict": verdict, "reason": f"{m}: {p.reason}"}
     stats, preds = [], []
     for p in picks:
-        vals, n_test = _values(p.units, p.split, "accuracy")[:2]
+        vals, n_test = _values(p.units, p.split, "accuracy")
         stats.append(summarize(vals, n_test))
         preds.append(predict(vals, n_test))
     d, dp = difference(*stats), difference(*preds)
@@ -482,7 +486,7 @@ def _per_class_row(row: dict, claim, pick: Pick) -> dict:
     for labels, frac, _, half in per_class_rows(claim):
         for lab, v in zip(labels, frac):
             c = canonical_class(lab)
-            vals, n_c = _values(pick.units, pick.split, f"class:{c}")[:2] if c else ([], None)
+            vals, n_c = _values(pick.units, pick.split, f"class:{c}") if c else ([], None)
             if not vals:
                 continue
             pred = predict(vals, n_c, level=level)
@@ -549,13 +553,14 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
     if metric == "per_class_accuracy":
         return _per_class_row(row, claim, pick)
     metric = "accuracy" if metric == "confusion_matrix" else metric  # a printed matrix: the accuracy it implies
-    vals, n_test, loss_sd, n_sd = _values(pick.units, pick.split, metric)
+    vals, n_test = _values(pick.units, pick.split, metric)
+    loss_sd, n_sd = _loss_sd(pick.units, pick.split) if metric == "loss" else (None, 0)
     if not vals:
         return row | {"verdict": "inconclusive", "reason": f"no {metric} measured on {pick.split} by {pick.group}"}
     binomial = metric == "accuracy"
     st = summarize(vals, n_test, binomial)
     paper_n = paper_test_n(paper, claim, pick.split, n_test)
-    pred = predict(vals, n_test, binomial, loss_sd if metric == "loss" else None, paper_n, row["claimed"]) \
+    pred = predict(vals, n_test, binomial, loss_sd, paper_n, row["claimed"]) \
         if metric != "macro_f1" else predict([], None)
     row = _with_stats(row, st, pred, binomial, pick.reduced) | {"n_test": n_test}
     unleaked = _values(pick.units, f"{pick.split}_unleaked", metric)[0]
@@ -565,7 +570,7 @@ def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
     if pick.reduced:
         return _lower_bound(row, claim, pick, pred)
     verdict, why = judge(row["claimed"], row["claimed_tol"], pred, metric, st["n"])
-    if metric == "loss" and loss_sd is not None and n_sd < len(vals):
+    if loss_sd is not None and n_sd < len(vals):
         why += f"; loss_sd from {n_sd} of {len(vals)} runs (the others predate it)"
     if paper_n and claim.split.lower() in PROXY_SPLITS and pick.split != claim.split:
         why += f"; the paper's '{claim.split}' images are not ours: {pick.split} is a held-out proxy"
