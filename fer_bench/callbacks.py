@@ -119,7 +119,9 @@ class _Safepoints(Callback):
         save = stop or signalled or (self.every_s is not None and now - self._last >= self.every_s)
         save, stop, signalled = trainer.strategy.broadcast((save, stop, signalled), src=0)
         if save:
-            trainer.save_checkpoint(self.path)  # atomic: written aside, then renamed (Lightning's _atomic_save)
+            # the whole state (optimizer, loops, callbacks), as ModelCheckpoint(save_weights_only=False) writes it;
+            # atomic: written aside, then renamed (Lightning's _atomic_save)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._last = time.monotonic()
         if signalled:
             raise _Signalled

@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Lightning's notices that say nothing about the run (tips, hardware it did not find, fer-bench's own deliberate
 # choices); fer-bench prints what a run did itself. FER_BENCH_VERBOSE=1 keeps them.
 _NOISE = ("isinstance(treespec, LeafSpec)", "You have overridden `on_after_batch_transfer`",
-          "The number of training batches", "exists and is not empty", "`weights_only` was not set",
+          "The number of training batches", "exists and is not empty",
           "does not have many workers", "module(s) in eval mode")
 
 

@@ -118,6 +118,7 @@ def test_mid_epoch_resume_continues_the_same_batches(data, tmp_path, uninterrupt
 def test_second_call_trains_nothing(data, tmp_path):
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "weights_only" not in r.stdout + r.stderr  # one log line per in-epoch checkpoint flooded long runs' logs
     first = only_metrics(tmp_path)
     r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
