@@ -10,7 +10,6 @@ convolutions followed by batch normalisation, 3x3 max pooling, dropout, dense la
 Figure 4 is missing from the text). Cross-entropy loss. §III: 150 epochs for every model.
 """
 
-import torch.nn.functional as F
 from torch import nn
 
 from fer_bench import Claim, Model, Paper, keras, register
@@ -52,23 +51,6 @@ def _conv(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]  # Keras Conv2D(3x3, 'same', activation='relu')
 
 
-class MaxPool2dSame(nn.MaxPool2d):
-    """Keras MaxPooling2D(k, strides=s, padding='same'): ceil(n / s) outputs per side. TensorFlow pads the
-    (out - 1) * s + k - n missing rows and columns with -inf, the odd one at the bottom/right: for 3x3/2 on an
-    even side, one row below and one column to the right only. (PyTorch's padding=1 pads both sides, which
-    shifts every window up and left by one pixel.)"""
-
-    def __init__(self, kernel_size: int = 3, stride: int = 2):
-        super().__init__(kernel_size, stride)
-
-    def forward(self, x):
-        pad = []
-        for n in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dimension first
-            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel_size - n, 0)
-            pad += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pad, value=float("-inf")))
-
-
 def conv_block(c_in: int, c_out: int, first: bool) -> nn.Sequential:
     """Two 3x3 convs (ReLU) and batch normalisation, 3x3 max pooling (stride 2), dropout."""
     if first:  # §II.C.ii "start with two convolutions, followed by a batch normalization"
@@ -76,7 +58,7 @@ def conv_block(c_in: int, c_out: int, first: bool) -> nn.Sequential:
     else:  # the Kaggle network normalises after each conv of the later blocks
         layers = [*_conv(c_in, c_out), keras.batch_norm(c_out), *_conv(c_out, c_out), keras.batch_norm(c_out)]
     return nn.Sequential(*layers,
-                         MaxPool2dSame(3, stride=2),  # "one cluster of 3x3"; stride 2, 'same': halves the side
+                         keras.MaxPool2dSame(3, stride=2),  # "one cluster of 3x3"; stride 2, 'same': halves the side
                          nn.Dropout(CONV_DROPOUT))
 
 

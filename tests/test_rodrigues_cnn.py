@@ -103,7 +103,7 @@ def keras_same_max_pool(x: torch.Tensor, k: int = 3, s: int = 2) -> torch.Tensor
 
 @pytest.mark.parametrize("n", [48, 24, 12, 6, 3, 7])
 def test_cnn8_pooling_is_keras_same_padding_bottom_right(n):
-    from papers.rodrigues_cnn import MaxPool2dSame
+    from fer_bench.keras import MaxPool2dSame
 
     pools = [m for m in build("cnn8").modules() if isinstance(m, nn.MaxPool2d)]
     assert len(pools) == 4 and all(isinstance(p, MaxPool2dSame) and p.padding == 0 for p in pools)
