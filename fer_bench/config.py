@@ -35,11 +35,26 @@ class Key:
     group: str  # one of GROUPS
     doc: str = ""
     choices: tuple = ()
+    meanings: tuple = ()  # (choice, what it does) for choices whose name does not say it
+
+    def meaning(self, value) -> str:
+        """What ``value`` of this key does, when its choices are documented ('' otherwise)."""
+        return dict(self.meanings).get(value, "")
 
 
 def _keys(group: str, **keys) -> dict[str, Key]:
-    """name=default or name=(default, doc[, choices]) -> Keys of one group."""
-    return {k: Key(v[0], group, *v[1:]) if isinstance(v, tuple) else Key(v, group) for k, v in keys.items()}
+    """name=default or name=(default, doc[, choices]) -> Keys of one group. ``choices`` may be a dict
+    {choice: what it does}: the values are the choices, the texts their meanings (shown by `fer-bench list --json`
+    and named in the key's doc)."""
+    def key(v) -> Key:
+        if not isinstance(v, tuple):
+            return Key(v, group)
+        if len(v) > 2 and isinstance(v[2], dict):
+            meanings = tuple(v[2].items())
+            return Key(v[0], group, v[1] + "; ".join(f"{c}: {m}" for c, m in meanings), tuple(v[2]), meanings)
+        return Key(v[0], group, *v[1:])
+
+    return {k: key(v) for k, v in keys.items()}
 
 
 KEYS: dict[str, Key] = {
@@ -47,8 +62,12 @@ KEYS: dict[str, Key] = {
     **_keys("paper",
             input_size=(48, "side of the square input after resizing"),
             channels=(1, "1 = grayscale, 3 = gray replicated for RGB backbones"),
-            normalize=("dataset", "dataset: mean/std of Training; imagenet: ImageNet stats of the gray image; "
-                                  "half: (x-0.5)/0.5; none", ("dataset", "imagenet", "half", "none")),
+            normalize=("dataset", "how pixels are scaled after dividing by 255 (every choice does that first): ",
+                       {"dataset": "(x - mean) / std with the mean and std of the Training images (never of test)",
+                        "imagenet": "(x - mean) / std with ImageNet's statistics of the gray image",
+                        "half": "(x - 0.5) / 0.5, pixels in [-1, 1]",
+                        "none": "pixels / 255 and nothing more, in [0, 1] (Keras' rescale=1./255, torchvision's "
+                                "ToTensor)"}),
             crop_size=(0, ">0: the network sees crop_size x crop_size crops (center crop to evaluate)"),
             train_views=("one", "one: one view per image (a random crop with crop_size); tencrop: all ten crops",
                          ("one", "tencrop")),

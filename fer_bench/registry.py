@@ -142,12 +142,20 @@ class Paper:
     def to_json(self) -> dict:
         return {
             "id": self.id, "title": self.title, "seed": self.seed,
-            "models": [{"name": m, "params": self.num_params(m), "summary": spec.summary}
-                       for m, spec in self.models.items()],
+            "models": [self._model_json(m) for m in self.models],
             "claims": [asdict(c) for c in self.claims],
             "interpretations": self.interpretations,
             "profiles": self.profile_names(),
         }
+
+
+    def _model_json(self, model: str) -> dict:
+        """One model for `fer-bench list --json`: its parameter count, its resolved recipe (profile paper, FER-2013)
+        and what each of its recipe's documented choices does (e.g. normalize=none: pixels / 255)."""
+        recipe = self.resolve(model)
+        return {"name": model, "params": self.num_params(model), "summary": self.models[model].summary,
+                "recipe": recipe, "meanings": {k: f"{v}: {KEYS[k].meaning(v)}" for k, v in recipe.items()
+                                               if k in KEYS and KEYS[k].meaning(v)}}
 
 
 def count_params(model: nn.Module) -> int:

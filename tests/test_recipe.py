@@ -77,6 +77,22 @@ def test_the_resolved_recipes_of_the_campaign_are_unchanged():
         assert Planned(paper, model, 0).run_dir(Path("/nonexistent")).name == f"repro-s0-{digest}", (paper, model)
 
 
+@pytest.mark.parametrize("run", sorted((ROOT / "results" / "runs").glob("*/*/repro-s*")), ids=lambda d: str(d)[-40:])
+def test_the_committed_runs_are_found_again_with_their_recorded_recipe(run):
+    """Each committed run directory is the one `fer-bench reproduce` finds for its (paper, model, seed) with the
+    code as it is now, and its recorded recipe is the one the code resolves today (docs and new choices of a key
+    change neither): nothing committed would be trained again."""
+    import json
+
+    from fer_bench.config import same_recipe
+    from fer_bench.reproduce import Planned
+
+    info = json.loads((run / "run.json").read_text())
+    planned = Planned(info["paper"], info["model"], info["seed"], info["profile"])
+    assert planned.run_dir(ROOT / "results") == run
+    assert same_recipe(info["config"], planned.config())
+
+
 @pytest.mark.parametrize("kw, why", [
     (dict(metric="acuracy"), "did you mean 'accuracy'"),
     (dict(value=73.2), "not a fraction in [0, 1]"),
@@ -141,3 +157,26 @@ def test_unknown_set_key_names_the_nearest_keys_with_their_meaning():
     with pytest.raises(UserError) as e:
         apply_overrides(dict(DEFAULTS), ["zzzz=1"])
     assert "Did you mean" not in str(e.value) and "Valid keys: " in str(e.value)
+
+
+def test_normalize_none_divides_by_255_and_says_so_where_a_newcomer_looks(capsys):
+    """normalize=none is pixels / 255: the key's doc and its choices say so, `fer-bench list --json` names it for
+    each model whose recipe uses it, and the pipeline does exactly that."""
+    import json
+
+    import torch
+
+    from fer_bench.augment import preprocess
+    from fer_bench.cli import main
+
+    key = KEYS["normalize"]
+    assert key.choices == ("dataset", "imagenet", "half", "none")  # the recorded values are unchanged
+    assert "none: pixels / 255" in key.doc and key.meaning("none").startswith("pixels / 255")
+    assert main(["list", "--json"]) == 0
+    models = {(p["id"], m["name"]): m for p in json.loads(capsys.readouterr().out) for m in p["models"]}
+    du = models[("du_resnet_fc", "resnet50")]
+    assert du["recipe"]["normalize"] == "none" and du["meanings"]["normalize"].startswith("none: pixels / 255")
+    assert all(m["meanings"].get("normalize", "").startswith(f"{m['recipe']['normalize']}: ") for m in models.values())
+    x = torch.randint(0, 256, (4, 48, 48), dtype=torch.uint8)
+    cfg = {**DEFAULTS, "normalize": "none", "channels_last": False}
+    assert torch.allclose(preprocess(x, cfg, False, 0.0, 1.0), x.float().unsqueeze(1) / 255)
