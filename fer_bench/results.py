@@ -99,17 +99,25 @@ def is_locked(run_dir: Path) -> bool:
         return False
 
 
-def git_sha() -> str:
-    """HEAD of the checkout fer_bench runs from, with '-dirty' if tracked files changed; else 'unknown'. A copied tree
-    whose .git is missing or stale (one sent to a GPU machine) names its commit in $FER_BENCH_GIT_SHA, which wins."""
+CODE_DIRS = ("papers", "fer_bench")  # an untracked file here is code a run may have used: it makes the version dirty
+
+
+def git_sha(root: Path | None = None) -> str:
+    """HEAD of the checkout fer_bench runs from (or of ``root``), with '-dirty' if tracked files changed or an
+    untracked, not ignored file lies under papers/ or fer_bench/ (a new paper module not yet committed); else
+    'unknown'. A copied tree whose .git is missing or stale (one sent to a GPU machine) names its commit in
+    $FER_BENCH_GIT_SHA, which wins."""
     if os.environ.get("FER_BENCH_GIT_SHA"):
         return os.environ["FER_BENCH_GIT_SHA"]
-    here = Path(__file__).resolve().parent
+    here = Path(root) if root is not None else Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        def git(*args):
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
+                                  ).stdout.strip()
+
+        sha = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") or \
+            git("ls-files", "--others", "--exclude-standard", "--", *CODE_DIRS)
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
