@@ -328,6 +328,9 @@ OPTIMIZERS = {
 
 
 def _plateau(opt, cfg):
+    """PyTorch's ReduceLROnPlateau: the lr is multiplied by plateau_factor once plateau_monitor has not improved
+    (by a relative 1e-4) for plateau_patience + 1 epochs in a row, the count restarting after each cut. Keras'
+    ReduceLROnPlateau(patience=p) cuts after p such epochs: a Keras paper's p is plateau_patience = p - 1."""
     mode = "min" if cfg["plateau_monitor"] == "val/loss" else "max"
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["plateau_factor"],
                                                        patience=cfg["plateau_patience"])

@@ -74,7 +74,7 @@ RECIPE = dict(
     scheduler="plateau",  # §2.3 "decreases by a tenth whenever a standstill in the validation loss is noticed"
     plateau_monitor="val/loss",
     plateau_factor=0.1,
-    plateau_patience=10,  # not given: Keras ReduceLROnPlateau's default
+    plateau_patience=9,  # not given: Keras ReduceLROnPlateau's default, a cut after 10 epochs without improvement
     batch_size=16,  # §2.3
     epochs=100,  # §2.3
     pretrained=True,  # §3 "pre-training of the ResNet50 backbone is a key step": torchvision's ImageNet weights
@@ -93,7 +93,10 @@ INTERPRETATIONS = {
                          "parameter, BatchNorm scales and shifts and biases included, as §2.2.3's 'penalty "
                          "proportional to the square of the magnitude of the model parameters' reads (Keras "
                          "kernel_regularizer would spare them).",
-    "plateau_patience=10": "Patience of the plateau schedule is not given; Keras' default.",
+    "plateau_patience=9": "Patience of the plateau schedule is not given; Keras' default, patience=10: the rate is "
+                          "cut after 10 epochs without improvement, which under PyTorch's rule (a cut after "
+                          "plateau_patience + 1) is plateau_patience=9. PyTorch's threshold is relative (1e-4 of "
+                          "the best loss), Keras' min_delta absolute (1e-4): the same to within 1e-4 x the loss.",
     "pretrained=true": "§3: 'pre-training of the ResNet50 backbone is a key step in improving the overall performance "
                        "of the model through learning rate optimisation, extended training time and the application "
                        "of enhancements such as TrivialAugment, Random Erasing, MixUp and CutMix'. Those are the "

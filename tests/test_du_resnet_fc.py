@@ -199,3 +199,23 @@ def test_table1_claims_are_last_epoch_claims(paper):
     last = {(c.model, c.metric) for c in paper.claims if c.checkpoint == "last"}
     assert last == {("improved_resnet50", "accuracy"), ("improved_resnet50", "loss"), ("resnet50", "accuracy"),
                     ("resnet50", "loss"), ("improved_resnet50", "accuracy_gain")}
+
+
+@pytest.mark.parametrize("model, best, cut, keras_cut", [("resnet50", 16, 27, 26), ("improved_resnet50", 19, 30, 29)])
+def test_plateau_deviation_from_keras_is_recorded_with_its_effect_on_the_committed_runs(paper, model, best, cut,
+                                                                                        keras_cut):
+    """du keeps PyTorch's rule with patience 10 (the committed runs' recipe): a cut after 11 epochs without
+    improvement where Keras' default cuts after 10. The interpretation states when the committed seed-0 runs were
+    cut and when Keras would have cut them; these are recomputed from their logged validation losses."""
+    import pandas as pd
+    from test_plateau import cut_epochs, keras_cut_epochs
+
+    (log,) = (ROOT / "results" / "runs" / PAPER_ID / model).glob("repro-s0-*/logs/metrics.csv")
+    losses = pd.read_csv(log).dropna(subset=["val/loss"]).groupby("epoch")["val/loss"].last().tolist()
+    cfg = paper.resolve(model)
+    assert len(losses) == 30 and 1 + losses.index(min(losses)) == best
+    assert cut_epochs(cfg, losses) == [cut] and keras_cut_epochs(losses, patience=10) == [keras_cut]
+    text = paper.interpretations["plateau_patience=10 (PyTorch's rule)"]
+    assert f"{model} seed 0 (best at epoch {best})" in text and f"after epoch {cut}" in text
+    assert f"after {keras_cut}" in text or f"epoch {keras_cut + 1} at 1e-4" in text
+    assert "Keras' ReduceLROnPlateau" not in paper.interpretations["callbacks"]  # no longer claims Keras' default

@@ -134,3 +134,14 @@ def test_paper_profile_starts_from_imagenet_weights_and_smoke_from_scratch(offli
     assert smoke["pretrained"] is False  # CI and `fer-bench check` stay offline
     assert PAPER.build(model, smoke)(torch.randn(1, 3, 48, 48)).shape == (1, 7)  # builds without any download
     assert PAPER.build(model, {**PAPER.resolve(model), "pretrained": False}) is not None  # --set pretrained=false
+
+
+def test_plateau_cuts_after_10_epochs_without_improvement_as_keras_default():
+    """The rationale is Keras' ReduceLROnPlateau default (patience=10: a cut after 10 epochs without improvement);
+    fer-bench runs PyTorch's rule, so the recipe's plateau_patience is 9."""
+    from test_plateau import cut_epochs, keras_cut_epochs
+
+    cfg = PAPER.resolve("resnet50_fpn", "paper")
+    flat = [1.0] * 40
+    assert cut_epochs(cfg, flat) == keras_cut_epochs(flat, patience=10) == [11, 21, 31]
+    assert cfg["plateau_patience"] == 9 and "plateau_patience=9" in PAPER.interpretations
