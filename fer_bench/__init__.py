@@ -3,10 +3,10 @@
 __version__ = "0.1.0"
 
 from .errors import DataError, UserError  # noqa: E402
-from .registry import Claim, Model, Paper, register  # noqa: E402
+from .registry import Citation, Claim, Model, Paper, register  # noqa: E402
 
 # the papers themselves: `from papers import get_paper, list_papers` (the papers package imports every paper module)
-__all__ = ["Claim", "DataError", "Model", "Paper", "UserError", "register"]
+__all__ = ["Citation", "Claim", "DataError", "Model", "Paper", "UserError", "register"]
 
 
 def __getattr__(name: str):

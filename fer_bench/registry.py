@@ -8,8 +8,10 @@ gets papers through ``papers.get_paper`` / ``papers.list_papers``.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -102,10 +104,41 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """Where a paper without a text in shared/seeds was published: title, venue, year and a DOI or a URL (at least
+    one). It checks itself when constructed, so a bad one stops the paper's import with a message naming it."""
+    title: str
+    venue: str
+    year: int
+    doi: str = ""  # e.g. 10.1109/ACCESS.2023.1234567 (no https://doi.org/ prefix)
+    url: str = ""  # http(s)://... where the paper can be read
+
+    def __post_init__(self):
+        def bad(why):
+            raise ValueError(f"Citation {self.title!r}: {why}")
+
+        if not str(self.title).strip() or not str(self.venue).strip():
+            bad("title and venue are required")
+        if not isinstance(self.year, int) or isinstance(self.year, bool) \
+                or not 1900 <= self.year <= datetime.date.today().year + 1:
+            bad(f"year {self.year!r} is not a year (an int between 1900 and next year)")
+        if not self.doi and not self.url:
+            bad("give a doi or a url")
+        if self.doi and not re.fullmatch(r"10\.\d{4,9}/\S+", self.doi):
+            bad(f"doi {self.doi!r} is not a DOI (10.<registrant>/<suffix>, without https://doi.org/)")
+        if self.url and not re.fullmatch(r"https?://[^\s/]+\.[^\s/]+(/\S*)?", self.url):
+            bad(f"url {self.url!r} is not an http(s) address")
+
+    def __str__(self) -> str:
+        link = f"https://doi.org/{self.doi}" if self.doi else self.url
+        return f"{self.title}. {self.venue}, {self.year}. {link}"
+
+
+@dataclass(frozen=True)
 class Paper:
     id: str
     title: str
-    seed: str  # file name in shared/seeds
+    seed: str = field(default="", kw_only=True)  # file name in shared/seeds, or "" with a citation
     models: dict[str, Model]
     recipe: dict  # overrides of fer_bench.config.DEFAULTS (and of its own ``keys``)
     claims: list[Claim]
@@ -116,6 +149,21 @@ class Paper:
     # recipe keys of the paper's own, beyond DEFAULTS (e.g. an unstated layer width made --set-able); every key a
     # recipe, model recipe or profile sets must be one of these or of DEFAULTS, else register() refuses the paper
     keys: tuple[str, ...] = ()
+    # where the paper was published, for a paper whose text is not in shared/seeds (one added from a PDF)
+    citation: Citation | None = field(default=None, kw_only=True)
+
+    def __post_init__(self):
+        """A paper names its source: a seed text file, or a Citation."""
+        if self.citation is not None and not isinstance(self.citation, Citation):
+            raise ValueError(f"{self.id}: citation must be a fer_bench.Citation(title, venue, year, doi or url)")
+        if not self.seed and self.citation is None:
+            raise ValueError(f"{self.id}: name the paper's source: seed=<its text file in shared/seeds> or "
+                             "citation=Citation(title=..., venue=..., year=..., doi=... or url=...)")
+
+    @property
+    def source(self) -> str:
+        """The paper's source as the report names it: its seed file, or its citation."""
+        return self.seed or str(self.citation)
 
     def resolve(self, model: str, profile: str = "paper", dataset: str = "fer2013") -> dict:
         """The paper's recipe of one model on one dataset under one profile (fer_bench.config's layering; the
@@ -142,6 +190,7 @@ class Paper:
     def to_json(self) -> dict:
         return {
             "id": self.id, "title": self.title, "seed": self.seed,
+            "citation": asdict(self.citation) if self.citation else None,
             "models": [self._model_json(m) for m in self.models],
             "claims": [asdict(c) for c in self.claims],
             "interpretations": self.interpretations,
