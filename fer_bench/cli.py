@@ -18,7 +18,7 @@ def _list(args) -> None:
         print(json.dumps([p.to_json() for p in papers], indent=2))
         return
     for p in papers:
-        print(f"{p.id}  {p.title}  (seed {p.seed})")
+        print(f"{p.id}  {p.title}  ({f'seed {p.seed}' if p.seed else p.source})")
         for m in p.models:
             claims = [c for c in p.claims if c.model == m and c.metric == "accuracy"]
             claimed = ", ".join(f"{c.as_printed} {c.split}" for c in claims) or "no accuracy claimed"
