@@ -19,8 +19,9 @@ from .audit import SEVERITIES
 from .data import CLASSES
 from .errors import UserError
 from .figures import per_class_table, write_figures
+from .rules import CONVENTIONS, QUESTION, VERDICT_RULES
 from .stats import METHOD
-from .verdicts import (CONVENTIONS, GROUP, QUESTION, VERDICT_RULES, VERDICTS, Report, build, fmt_measured)
+from .verdicts import DECIDED, GROUP, VERDICTS, Report, build, fmt_measured
 
 # ---------------------------------------------------------------- markdown
 
@@ -42,7 +43,8 @@ def md_table(df: pd.DataFrame, columns: dict[str, str]) -> str:
 
 SUMMARY_COLUMNS = {"paper": "Paper", "model": "Model", "claim": "Claim", "refers_to": "Refers to", "kind": "Kind",
                    "measured_display": "Measured mean [95% interval]", "predicted_display": "One run [95% prediction]",
-                   "n": "Seeds", "gap_display": "Gap", "verdict": "Verdict"}
+                   "n": "Seeds", "gap_display": "Gap", "p_display": "p (q)", "verdict": "Verdict",
+                   "readings": "Holds under readings"}
 
 
 def _summary_view(summary: pd.DataFrame) -> pd.DataFrame:
@@ -50,6 +52,9 @@ def _summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     s["claim"] = [f"{m.replace('_', ' ')} {d}".strip() for m, d in zip(s.metric, s.claimed_display)]
     s["refers_to"] = [f"{r}; {src}" for r, src in zip(s.refers_to, s.source)]
     s["n"] = [f"{int(n)}" if n else "" for n in s.n]
+    s["p_display"] = [f"{p:.2g} ({q:.2g})" if isinstance(p, float) and not math.isnan(p) else ""
+                      for p, q in zip(s.p.astype(float), s.q.astype(float))]
+    s["verdict"] = [v + (f" (same finding as {d})" if d else "") for v, d in zip(s.verdict, s.depends_on)]
     return s
 
 
@@ -114,13 +119,56 @@ RUNS_COLUMNS = {"run": "Run", "model": "Model", "profile": "Profile", "protocol"
 FINDING_COLUMNS = {"severity": "Severity", "check": "Check", "finding": "Finding", "sources": "Source"}
 CLAIM_COLUMNS = {"model": "Model", "claim": "Claim", "refers_to": "Refers to", "kind": "Kind",
                  "measured_display": "Measured", "predicted_display": "One run [prediction]", "n": "Seeds",
-                 "unleaked": "Unleaked", "gap_display": "Gap", "verdict": "Verdict", "reason": "Why",
-                 "group": "Runs used"}
+                 "unleaked": "Unleaked", "gap_display": "Gap", "p_display": "p (q)", "verdict": "Verdict",
+                 "readings": "Holds under readings", "reason": "Why", "group": "Runs used"}
 
 
 def _verdict_counts(summary: pd.DataFrame) -> str:
     counts = summary.verdict.value_counts()
-    return ", ".join(f"{v}: {counts[v]}" for v in VERDICTS if v in counts)
+    text = ", ".join(f"{v}: {counts[v]}" for v in VERDICTS if v in counts)
+    decided = summary[summary.verdict.isin(DECIDED)]
+    if not decided.empty:
+        fdr = decided[decided.q.astype(float) < 0.05]
+        text += (f". Below/above/mixed: {len(decided)} claim(s) at 5% each, {int(decided.finding.sum())} independent "
+                 f"finding(s) (a claim that repeats another's finding counted once); {len(fdr)} of them still decided "
+                 f"with the false discovery rate controlled at 5% (Benjamini-Hochberg q < 0.05), "
+                 f"{int(fdr.finding.sum())} independent")
+    return text
+
+
+def _plain(r) -> str:
+    """One finding in words: the claim, what was measured, its interval and the verdict."""
+    claim = f"{r.model}'s {r.metric.replace('_', ' ')} {r.claimed_display} ({r.source}; {r.refers_to})"
+    measured = f"measured {r.measured_display}" if r.measured_display else ""
+    pred = f", one run within {r.predicted_display}" if r.predicted_display else ""
+    seeds = f", {int(r.n)} seed(s)" if r.n else ""
+    p = f", p = {float(r.p):.2g}, q = {float(r.q):.2g}" if not math.isnan(float(r.p)) else ""
+    also = f"; holds under readings: {r.readings}" if r.readings else ""
+    return f"- **{r.paper}**: {claim}: {measured}{pred}{seeds}{p}: **{r.verdict}**{also}."
+
+
+def findings_md(report: Report) -> list[str]:
+    """What holds, what does not, what the papers' own numbers contradict, what is untested: in plain words."""
+    s = report.summary
+    out = ["## Findings", ""]
+    decided = s[s.verdict.isin(DECIDED)]
+    holds = s[s.verdict == "consistent"]
+    out += ["**Does not hold** (the claim lies outside where one run of the recipe falls):", ""]
+    out += [_plain(r) + (f" Same finding as {r.depends_on}." if r.depends_on else "")
+            for r in decided.itertuples()] or ["- none yet"]
+    out += ["", "**Holds**:", ""] + ([_plain(r) for r in holds.itertuples()] or ["- none yet"])
+    high = report.findings[report.findings.severity == "high"]
+    out += ["", f"**The papers' own numbers contradict each other** ({len(high)} high-severity audit finding(s), "
+            "no run needed; all in the claim audit below):", ""]
+    out += [f"- **{r.paper}** ({r.check}): {r.finding.split('. ')[0]}." for r in high.itertuples()] or ["- none"]
+    weak = s[s.verdict == "inconclusive"]
+    unrun = s[(s.verdict == "not yet run") & (s.kind == "own")]
+    out += ["", f"**Still open**: {len(weak)} claim(s) inconclusive (each names what would decide it: mostly "
+            f">= 3 seeds), {len(unrun)} of the papers' own claims not yet run, "
+            f"{int((s.verdict == 'not comparable').sum())} not comparable. Readings fer-bench cannot test here: "
+            + "; ".join(f"{p.id}: {v}" for p in report.papers for k, v in p.interpretations.items()
+                        if k.startswith("open reading")) + ".", ""]
+    return out
 
 
 def _severity_counts(findings: pd.DataFrame) -> str:
@@ -162,6 +210,7 @@ def to_markdown(report: Report, figures: dict[str, list[Path]], out: Path) -> st
     ]
     if report.skipped:
         lines += ["Unreadable results files (skipped): " + "; ".join(report.skipped), ""]
+    lines += findings_md(report)
     lines += ["## Summary", "", md_table(s, SUMMARY_COLUMNS)]
     lines += [f"![{p.stem.replace('_', ' ')}]({os.path.relpath(p, out)})" for p in figures.get("", [])] + [""]
     lines += [
@@ -253,7 +302,13 @@ def readme_table(report: Report, report_path: str) -> str:
     s = s[(s.kind == "own") & s.metric.isin(["accuracy", "accuracy_gain"])]
     cols = {"paper": "Paper", "model": "Model", "claim": "Claim", "refers_to": "Refers to",
             "measured_display": "Measured mean [95% interval]", "n": "n", "verdict": "Verdict"}
-    return (f"Generated by `fer-bench report --readme` from {int((report.units.status == 'completed').sum())} "
+    full = report.summary
+    found = [_plain(r) for r in full[full.verdict.isin(DECIDED) | (full.verdict == "consistent")].itertuples()
+             if not r.depends_on]
+    intro = ("Findings so far (claims decided by the runs, each counted once; the open ones are in the report):\n\n"
+             + "\n".join(found or ["- none yet"]) + "\n\n")
+    return (intro + f"Generated by `fer-bench report --readme` from "
+            f"{int((report.units.status == 'completed').sum())} "
             f"completed run(s): the papers' own accuracy claims. All {len(report.summary)} claims "
             f"({_verdict_counts(report.summary)}), the statistics, the claim audit (findings: "
             f"{_severity_counts(report.findings)}) and the figures are in [{report_path}]({report_path}).\n\n"

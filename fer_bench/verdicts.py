@@ -3,7 +3,10 @@
 ``build(runs_dir)`` reads every run through ``fer_bench.results.load_runs`` (cross-validation folds pooled into one
 unit), recomputes each run's budget from its recorded recipe (``fer_bench.config.budget``: the file's flag alone is
 never trusted), groups the runs by paper, model, dataset, protocol, TTA, profile, recipe variant and budget, and
-judges each claim of each registered paper by ``VERDICT_RULES``. The question every verdict answers is ``QUESTION``.
+judges each claim of each registered paper by ``fer_bench.rules`` (whose ``VERDICT_RULES`` and ``QUESTION`` the
+report prints). This module is the grouping: runs as units, which runs a claim is judged on, the seed variance pooled
+over groups, and what holds the verdicts together (p-values and their false discovery control, dependent claims
+counted once, the verdict under each reading of the paper).
 """
 
 from __future__ import annotations
@@ -17,72 +20,16 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .audit import audit, canonical_class, matrix_summary, per_class_rows, printed_tolerance
-from .audit_facts import official_split, pct
+from .audit import audit, matrix_summary, printed_tolerance
+from .audit_facts import official_split
 from .data import CLASSES, SPLITS
 from .errors import UserError
 from .results import load_runs
-from .stats import LEVEL, MIN_SEEDS, SEED_ALLOWANCE, compare, difference, predict, summarize
+from .stats import MIN_SEEDS, bh, pool, summarize
 
 GROUP = ["paper", "model", "dataset", "protocol", "tta", "profile", "variant", "full"]
 VERDICTS = ("consistent", "below", "above", "mixed", "not comparable", "inconclusive", "not yet run")
-MAX_HALF_WIDTH = {"accuracy": 0.03, "loss": 0.10}  # the precision a "consistent" needs (accuracy: 3 points)
 PROXY_SPLITS = {"validation": "PublicTest", "val": "PublicTest", "test": "PrivateTest"}  # claim split -> ours
-
-QUESTION = (
-    "Each verdict answers: *could one run of the paper's recipe, trained and evaluated as fer-bench does, have "
-    "produced the paper's number?* A paper's number is one run, so the measured seeds give a 95% prediction "
-    "interval for one new run: mean +- sqrt(h_seed^2 + h_test^2 [+ h_paper^2]), where h_seed = t(0.975, n-1) * sd "
-    f"* sqrt(1 + 1/n) with n >= {MIN_SEEDS} seeds, and with fewer seeds a stated allowance of "
-    f"{100 * SEED_ALLOWANCE:.0f} accuracy points (the seed-to-seed spread is not estimated from one or two runs; "
-    "a run that far from a claim would need a seed sd over 2.5 points); h_test is the Wilson half-width on our test "
-    "images (a loss: z * its per-image sd / sqrt(N)); h_paper the Wilson half-width of the claimed value on the "
-    "paper's own test images when they are not ours. The mean over seeds with its confidence interval is shown "
-    "beside it ('Measured').")
-
-VERDICT_RULES = [
-    ("not yet run", "no completed run of the claim's model exists (for a gain: of either model); also every cited "
-                    "claim on a model fer-bench does not implement."),
-    ("not comparable", "runs exist, but none matches the claim's protocol, dataset and test-time augmentation (the "
-                       "claim's own, else that of the paper's recipe for the model; a single-view claim can use a TTA "
-                       "run's recorded single-view numbers), or has its split; also claims fer-bench cannot measure "
-                       "the same way (training time on other hardware, curves)."),
-    ("inconclusive", "comparable runs exist but the evidence is weak, with the reason: only reduced-budget runs (the "
-                     "budget recomputed from the recipe: profile, every recipe key, epochs completed; a file without "
-                     "a budget counts as reduced), unless the "
-                     "lower-bound rule below decides; no measured value for the claim (never 'consistent' without a "
-                     "number); no test-set interval (a loss without its per-image spread, macro-F1); or too "
-                     f"imprecise: the claim lies inside the prediction interval but fewer than {MIN_SEEDS} distinct "
-                     f"seeds ran or the interval is wider than +-{100 * MAX_HALF_WIDTH['accuracy']:.0f} points "
-                     f"(a loss: +-{MAX_HALF_WIDTH['loss']}); what would fix it is named."),
-    ("consistent", f"at least {MIN_SEEDS} distinct seeds, the prediction interval within the precision above, and "
-                   "it overlaps the claimed value +- the rounding of its printed digits. A printed confusion matrix is "
-                   "judged by the accuracy it implies (its range under the printed rounding)."),
-    ("below", "the whole prediction interval lies below the claimed value (minus its rounding)."),
-    ("above", "the whole prediction interval lies above it (plus its rounding). Lower-bound rule: a run cut only in "
-              "epochs, whose schedule does not depend on the number of epochs (not cosine) and which selects on "
-              "accuracy, is the first k epochs of the paper's run, so its best selection-split accuracy is a lower "
-              "bound of the full run's: when "
-              "even that bound's interval lies above a claim on the selection split, the verdict is 'above, "
-              "already after k of N epochs'."),
-    ("mixed", "per-class claims: some classes below and some above. Seven classes are compared at once, so each "
-              "class's prediction interval is at the Bonferroni level 1 - 0.05/7 (each on its own test images; the "
-              f"paper's test-set noise is not added per class); 'consistent' needs every class within and >= "
-              f"{MIN_SEEDS} seeds."),
-]
-CONVENTIONS = (
-    "Splits: a claim on 'validation' is compared with PublicTest and one on 'test' with PrivateTest. When the "
-    "paper's test images are not ours (its own protocol, or a 'validation' hold-out it carved itself, as Huang's "
-    "5,742 images), PublicTest/PrivateTest is a held-out proxy and the paper's own test-set noise is added (its "
-    "stated test size, else ours): Huang's 93% and its Figure 6 matrices alike. Gains: when the paper's own "
-    "accuracies show whether a gain is in points or relative, that reading is judged; otherwise both are, and "
-    "the verdict stands only if they agree. A claim of the paper's final epoch ('last epoch') is compared with "
-    "each run's last-epoch weights, every other claim with the checkpoint selected on the selection split. Seeds "
-    "are counted once (a repeated seed keeps one run, the last to finish, and the repeat is named); a group that "
-    "mixes dataset "
-    "fingerprints or code versions says so. When several full-budget groups match, the paper profile with the "
-    "unmodified recipe is used first, then the group with the most seeds.")
-
 
 # ---------------------------------------------------------------- runs as units
 
@@ -289,12 +236,25 @@ def pick_runs(claim, units: pd.DataFrame, paper, model: str, need_split: bool = 
             return Pick("inconclusive", "the claim is the paper's last epoch, and no run of this group recorded "
                         "last-epoch metrics (metrics.json without last_epoch)")
         sel = sel.assign(splits=sel.last_splits)
+    elif claim.selected_on and need_split:  # the paper says how it selected: the runs must select the same way
+        wanted = selection_split(claim, sel.iloc[0].splits)
+        other = sorted({str(s) for s in sel.selected_on if s != wanted})
+        if other:
+            return Pick("not comparable", f"the paper selected its checkpoint on {claim.selected_on} ({wanted}), "
+                        f"these runs on {', '.join(other) or 'an unrecorded split'}: not the same selection")
     sel, notes = _seeds_once(sel)
     split = resolve_split(claim.split, sel.iloc[0].splits) if need_split else None
     reduced = full.empty
     reason = ("only reduced-budget runs (" + ("; ".join(sorted(set(sel.budget_reasons))) or "budget.full is false")
               + ")") if reduced else ""
     return Pick("inconclusive" if reduced else None, reason, sel, group_label(best), split, reduced, notes)
+
+
+def selection_split(claim, available) -> str:
+    """The split the paper selected its checkpoint on, as ours: 'test' = the reported split itself."""
+    if claim.selected_on.lower() == "test":
+        return resolve_split(claim.split, available) or claim.split
+    return resolve_split(claim.selected_on, available) or claim.selected_on
 
 
 def _values(units: pd.DataFrame, split: str, metric: str) -> tuple[list[float], int | None]:
@@ -348,235 +308,6 @@ def fmt_measured(st: dict, pct: bool = True) -> str:
     return out
 
 
-SUMMARY_FIELDS = ["paper", "model", "kind", "metric", "as_printed", "claimed", "claimed_tol", "claimed_display",
-                  "split", "protocol", "dataset", "tta", "selected_on", "source", "refers_to", "measured", "lo", "hi",
-                  "std", "n", "n_test", "method", "pred_lo", "pred_hi", "pred_method", "measured_split",
-                  "measured_display", "predicted_display", "reduced", "unleaked", "gap", "gap_display", "verdict",
-                  "reason", "group", "runs"]
-
-
-def _row(paper, claim, **kw) -> dict:
-    tta = claim_tta(claim, paper)
-    refers = f"{claim.split}, {claim.protocol} protocol, {claim.dataset}" + (f", TTA {tta}" if tta != "none" else "")
-    refers += (f", selected on {claim.selected_on}" if claim.selected_on else "")
-    refers += ", last epoch" if claim.checkpoint == "last" else ""
-    row = dict.fromkeys(SUMMARY_FIELDS, "") | {
-        "paper": paper.id, "model": claim.model, "kind": claim.kind, "metric": claim.metric,
-        "as_printed": claim.as_printed, "claimed": claim.value, "claimed_tol": 0.0, "split": claim.split,
-        "protocol": claim.protocol, "dataset": claim.dataset, "tta": tta, "selected_on": claim.selected_on,
-        "source": claim.source, "refers_to": refers, "n": 0, "n_test": None, "reduced": False}
-    for k in ("measured", "lo", "hi", "std", "pred_lo", "pred_hi", "gap"):
-        row[k] = math.nan
-    return row | kw
-
-
-def _with_stats(row: dict, st: dict, pred: dict, pct: bool, reduced: bool) -> dict:
-    gap = st["mean"] - row["claimed"] if row["claimed"] is not None else math.nan
-    mark = " (reduced budget)" if reduced else ""
-    return row | {"measured": st["mean"], "lo": st["lo"], "hi": st["hi"], "std": st["std"], "n": st["n"],
-                  "method": st["method"], "pred_lo": pred["lo"], "pred_hi": pred["hi"], "pred_method": pred["method"],
-                  "measured_display": fmt_measured(st, pct) + mark, "reduced": reduced,
-                  "predicted_display": fmt_measured(pred, pct).partition(" ")[2],
-                  "gap": gap, "gap_display": "" if math.isnan(gap) else
-                  (f"{100 * gap:+.2f} pts" if pct else f"{gap:+.4f}") + mark}
-
-
-def judge(claimed: float, tol: float, pred: dict, metric: str, n: int) -> tuple[str, str]:
-    """consistent / below / above / inconclusive for one number against one prediction interval."""
-    if math.isnan(pred["lo"]):
-        why = ("a loss needs its per-image spread (loss_sd, recorded by newer fer-bench runs) and, with fewer than "
-               f"{MIN_SEEDS} seeds, has no seed allowance") if metric == "loss" else "no test-set interval"
-        return "inconclusive", f"no interval: {why}"
-    verdict = compare(claimed, tol, pred["lo"], pred["hi"])
-    half = (pred["hi"] - pred["lo"]) / 2
-    limit = MAX_HALF_WIDTH.get(metric, MAX_HALF_WIDTH["accuracy"])
-    if verdict == "consistent" and (n < MIN_SEEDS or half > limit):
-        fix = f"run >= {MIN_SEEDS} distinct seeds" if n < MIN_SEEDS else \
-            "more seeds narrow the seed term; a paper's small test set cannot be narrowed"
-        return "inconclusive", (f"too imprecise: the claim lies in the prediction interval (+-{half:.4g} from "
-                                f"{n} seed(s), {pred['method']}; a verdict needs >= {MIN_SEEDS} seeds and "
-                                f"+-{limit:.4g}): {fix}")
-    return verdict, pred["method"]
-
-
-def _epochs_only(pick: Pick) -> bool:
-    """Whether the group was cut only in epochs, with a schedule that does not depend on the number of epochs."""
-    def cut(reason: str) -> bool:
-        m = re.fullmatch(r"epochs=(\d+) \(paper: (\d+)\)|stopped after \d+ of \d+ epochs", reason)
-        return bool(m) and (m.group(1) is None or int(m.group(1)) < int(m.group(2)))
-
-    return all(u.profile == "paper" and (u.config or {}).get("scheduler") != "cosine"
-               and (u.config or {}).get("monitor", "val/acc") == "val/acc"
-               and all(cut(r) for r in u.budget_reasons.split("; ") if r) for u in pick.units.itertuples())
-
-
-def _lower_bound(row: dict, claim, pick: Pick, pred: dict) -> dict:
-    """A reduced group decided by the lower-bound rule (VERDICT_RULES, 'above'), or inconclusive."""
-    selection = bool(pick.split) and all(u.selected_on == pick.split for u in pick.units.itertuples())
-    if claim.checkpoint == "selected" and selection and _epochs_only(pick) and row["metric"] == "accuracy" \
-            and not math.isnan(pred["lo"]) and pred["lo"] > row["claimed"] + row["claimed_tol"]:
-        k = int(pick.units.epochs_completed.min())
-        return row | {"verdict": "above", "reason": f"above, already after {k} of {_paper_epochs(pick)} epochs: the "
-                      f"best {pick.split} accuracy of a run cut only in epochs is a lower bound of the full run's "
-                      f"({pred['method']})"}
-    return row | {"verdict": "inconclusive", "reason": pick.reason}
-
-
-def _paper_epochs(pick: Pick) -> str:
-    m = re.search(r"\(paper: (\d+)\)", " ".join(pick.units.budget_reasons))
-    return m.group(1) if m else str(int(pick.units.epochs_planned.max()))
-
-
-def _gain_reading(paper, claim) -> str:
-    """points / relative when the paper's own accuracies of the two models show which, else both."""
-    def acc(model):
-        return next((c for c in paper.claims if c.model == model and c.metric == "accuracy" and c.kind == "own"
-                     and c.split == claim.split and c.checkpoint == claim.checkpoint), None)
-    a, b = acc(claim.model), acc(claim.relative_to)
-    if a is None or b is None:
-        return "both"
-    tol = printed_tolerance(claim.as_printed, claim.value) + printed_tolerance(a.as_printed, a.value) \
-        + printed_tolerance(b.as_printed, b.value)
-    points = abs(a.value - b.value - claim.value) <= tol
-    relative = bool(b.value) and abs((a.value - b.value) / b.value - claim.value) <= tol
-    return "points" if points and not relative else "relative" if relative and not points else "both"
-
-
-def _gain_row(row: dict, paper, claim, units: pd.DataFrame) -> dict:
-    models = (claim.model, claim.relative_to)
-    picks = [pick_runs(claim, units, paper, m) for m in models]
-    for verdict in ("not yet run", "not comparable", "inconclusive"):
-        for m, p in zip(models, picks):
-            if p.verdict == verdict and (verdict != "inconclusive" or p.units.empty):
-                return row | {"verdict": verdict, "reason": f"{m}: {p.reason}"}
-    stats, preds = [], []
-    for p in picks:
-        vals, n_test = _values(p.units, p.split, "accuracy")
-        stats.append(summarize(vals, n_test))
-        preds.append(predict(vals, n_test))
-    d, dp = difference(*stats), difference(*preds)
-    base = stats[1]["mean"]
-    reduced = any(p.reduced for p in picks)
-    row = _with_stats(row, d, dp, True, reduced) | {
-        "group": " / ".join(p.group for p in picks), "measured_split": picks[0].split,
-        "runs": " ".join(" ".join(p.units.run_id) for p in picks)}
-    rel = f"; {100 * d['mean'] / base:+.1f}% relative" if base else ""
-    row["measured_display"] += f" ({pct(stats[0]['mean'], missing='')} - {pct(base, missing='')}{rel})"
-    if reduced:
-        return row | {"verdict": "inconclusive", "reason": "; ".join(f"{m}: {p.reason}" for m, p in zip(models, picks)
-                                                                     if p.reduced)}
-    n = min(len(p.units) for p in picks)
-    reading = _gain_reading(paper, claim)
-    judged = {}
-    if reading in ("points", "both"):
-        judged["points"] = judge(claim.value, row["claimed_tol"], dp, "accuracy", n)
-    if reading in ("relative", "both") and base:
-        rel = dp | {"lo": dp["lo"] / base, "hi": dp["hi"] / base}
-        judged["relative"] = judge(claim.value, row["claimed_tol"], rel, "accuracy", n)
-    verdicts = {v for v, _ in judged.values()}
-    text = "; ".join(f"{k} reading: {v} ({why})" for k, (v, why) in judged.items())
-    if len(verdicts) > 1:
-        return row | {"verdict": "inconclusive", "reason": "the readings disagree: " + text}
-    return row | {"verdict": verdicts.pop(), "reason": text}
-
-
-def _per_class_row(row: dict, claim, pick: Pick) -> dict:
-    level = 1 - (1 - LEVEL) / len(CLASSES)  # Bonferroni over the seven classes
-    judged, gaps, details = [], [], []
-    for labels, frac, _, half in per_class_rows(claim):
-        for lab, v in zip(labels, frac):
-            c = canonical_class(lab)
-            vals, n_c = _values(pick.units, pick.split, f"class:{c}") if c else ([], None)
-            if not vals:
-                continue
-            pred = predict(vals, n_c, level=level)
-            if math.isnan(pred["lo"]):  # a class without its test count has no interval: not judged
-                continue
-            judged.append(compare(float(v), half, pred["lo"], pred["hi"]))
-            gaps.append(float(np.mean(vals)) - float(v))
-            details.append(f"{c} {pct(float(np.mean(vals)), 1, '')} vs {pct(float(v), 1, '')}")
-    if not judged:
-        return row | {"verdict": "inconclusive", "reason": "no class of the claim is measured with its test count"}
-    counts = {v: judged.count(v) for v in ("below", "consistent", "above")}
-    verdict = ("consistent" if counts["consistent"] == len(judged) else
-               "mixed" if counts["below"] and counts["above"] else "below" if counts["below"] else "above")
-    gap = float(np.mean(gaps))
-    n = len(pick.units)
-    row |= {"measured_display": ", ".join(f"{k} {n_}" for k, n_ in counts.items() if n_) + f" ({'; '.join(details)})"
-            + (" (reduced budget)" if pick.reduced else ""), "gap": gap, "reduced": pick.reduced,
-            "gap_display": f"{100 * gap:+.2f} pts (mean)", "n": n}
-    if pick.reduced:
-        return row | {"verdict": "inconclusive", "reason": pick.reason}
-    if verdict == "consistent" and n < MIN_SEEDS:
-        return row | {"verdict": "inconclusive", "reason": f"too imprecise: every class within its interval, from "
-                      f"{n} seed(s); a verdict needs >= {MIN_SEEDS}"}
-    return row | {"verdict": verdict, "reason": f"each class: prediction interval at level {level:.4f} (Bonferroni "
-                  "over 7 classes) on its own test images"}
-
-
-def evaluate_claim(paper, claim, units: pd.DataFrame) -> dict | None:
-    """One summary row for one claim (None for dataset sizes, which only the audit checks)."""
-    if claim.metric == "dataset_size":
-        return None
-    metric = claim.metric
-    tol = printed_tolerance(claim.as_printed, claim.value)
-    row = _row(paper, claim, claimed_tol=tol, claimed_display=claim.as_printed)
-    if metric == "confusion_matrix" and claim.matrix:
-        ms = matrix_summary(claim)
-        row |= {"claimed": ms["accuracy"], "claimed_tol": max(ms["accuracy"] - ms["acc_lo"], ms["acc_hi"] -
-                                                               ms["accuracy"]),
-                "claimed_display": f"implying {pct(ms['accuracy'], missing='')} accuracy"}
-    elif len(str(claim.as_printed)) > 60:
-        row["claimed_display"] = str(claim.as_printed)[:57] + "..."
-    if claim.model not in paper.models:
-        why = "cited: fer-bench has no model of this name" if claim.kind == "cited" else \
-            "the claim names no registered model"
-        return row | {"verdict": "not yet run", "reason": why}
-    if metric == "accuracy_gain":
-        return _gain_row(row, paper, claim, units)
-
-    measurable = metric in ("accuracy", "loss", "macro_f1", "confusion_matrix", "per_class_accuracy")
-    pick = pick_runs(claim, units, paper, claim.model, need_split=measurable)
-    if pick.verdict in ("not yet run", "not comparable") or pick.units.empty:
-        return row | {"verdict": pick.verdict, "reason": pick.reason}
-    row |= {"group": pick.group + ("; " + "; ".join(pick.notes) if pick.notes else ""),
-            "runs": " ".join(pick.units.run_id), "measured_split": pick.split or ""}
-    if metric == "train_time_hours":
-        hours = [s / 3600 for s in pick.units.train_s if s]
-        st = summarize(hours, binomial=False)
-        return row | {"measured": st["mean"], "n": st["n"], "measured_display": f"{st['mean']:.2f} h" if hours else "",
-                      "verdict": "not comparable", "reason": "training time depends on the hardware (measured on "
-                      f"{', '.join(sorted(set(pick.units.device)))}; the paper: {claim.note or '?'})"}
-    if not measurable:
-        what = "shown in the training-curve figure, not judged" if metric.endswith("_curve") else "not measured"
-        return row | {"verdict": "not comparable", "reason": f"'{metric}' claims are {what} by fer-bench"}
-    if metric == "per_class_accuracy":
-        return _per_class_row(row, claim, pick)
-    metric = "accuracy" if metric == "confusion_matrix" else metric  # a printed matrix: the accuracy it implies
-    vals, n_test = _values(pick.units, pick.split, metric)
-    loss_sd, n_sd = _loss_sd(pick.units, pick.split) if metric == "loss" else (None, 0)
-    if not vals:
-        return row | {"verdict": "inconclusive", "reason": f"no {metric} measured on {pick.split} by {pick.group}"}
-    binomial = metric == "accuracy"
-    st = summarize(vals, n_test, binomial)
-    paper_n = paper_test_n(paper, claim, pick.split, n_test)
-    pred = predict(vals, n_test, binomial, loss_sd, paper_n, row["claimed"]) \
-        if metric != "macro_f1" else predict([], None)
-    row = _with_stats(row, st, pred, binomial, pick.reduced) | {"n_test": n_test}
-    unleaked = _values(pick.units, f"{pick.split}_unleaked", metric)[0]
-    if unleaked:
-        row["unleaked"] = fmt_measured(summarize(unleaked, None, False) | {"lo": math.nan}, binomial)
-    notes = "; ".join(pick.notes)
-    if pick.reduced:
-        return _lower_bound(row, claim, pick, pred)
-    verdict, why = judge(row["claimed"], row["claimed_tol"], pred, metric, st["n"])
-    if loss_sd is not None and n_sd < len(vals):
-        why += f"; loss_sd from {n_sd} of {len(vals)} runs (the others predate it)"
-    if paper_n and claim.split.lower() in PROXY_SPLITS and pick.split != claim.split:
-        why += f"; the paper's '{claim.split}' images are not ours: {pick.split} is a held-out proxy"
-    return row | {"verdict": verdict, "reason": why + (f"; {notes}" if notes else "")}
-
-
 # ---------------------------------------------------------------- the report's data
 
 @dataclass
@@ -588,16 +319,105 @@ class Report:
     findings: pd.DataFrame  # the claim audit
     runs_dir: str = ""
     skipped: list = field(default_factory=list)
+    pooled: dict = field(default_factory=dict)  # (split, metric) -> stats.Pooled
+
+
+def pooled_spreads(long: pd.DataFrame) -> dict:
+    """(split, metric) -> stats.Pooled: the seed variance pooled over the full-budget groups with >= MIN_SEEDS
+    seeds (accuracy per test image, loss relative), which stands in for the spread of groups with fewer."""
+    out = {}
+    full = long[(long.full == True) & long.metric.isin(["accuracy", "loss"])]  # noqa: E712 (a column)
+    for (split, metric), g in full.groupby(["split", "metric"], sort=False):
+        groups = []
+        for _, gg in g.groupby(GROUP, sort=False, dropna=False):
+            gg = _latest_per_seed(gg)
+            groups.append((gg.value.tolist(), int(gg.n_test.median()) if gg.n_test.notna().any() else None))
+        if (p := pool(groups, relative=metric == "loss")) is not None:
+            out[(split, metric)] = p
+    return out
+
+
+READABLE = ("accuracy", "loss", "accuracy_gain", "accuracy_curve", "loss_curve")
+DECIDED = ("below", "above", "mixed")
+
+
+def _label(claim) -> str:
+    return f"{claim.model} {claim.metric.replace('_', ' ')} {claim.as_printed}"
+
+
+def readings(paper, claim, units: pd.DataFrame, pooled: dict, verdict: str) -> str:
+    """'all' / 'only ...': whether the verdict survives the other readings fer-bench can express from the same runs:
+    the other canonical test split, and the last epoch vs the selected checkpoint."""
+    from dataclasses import replace
+
+    from .rules import evaluate_claim
+
+    split = resolve_split(claim.split, SPLITS)
+    if claim.metric not in READABLE or claim.kind != "own" or claim.protocol != "canonical" or split is None \
+            or verdict in ("not yet run", "not comparable"):
+        return ""
+    other = {"PublicTest": "PrivateTest", "PrivateTest": "PublicTest"}[split]
+    names = {"last": "last epoch", "selected": "selected epoch"}
+    checkpoints = (claim.checkpoint, "selected" if claim.checkpoint == "last" else "last")
+    if claim.metric.endswith("_curve"):  # a curve is every epoch, logged on the selection split only
+        return "not testable here: runs log their per-epoch curve on the selection split (PublicTest) only"
+    got = {}
+    for sp in (split, other):
+        for cp in checkpoints:
+            if (sp, cp) == (split, claim.checkpoint):
+                got[(sp, cp)] = verdict
+                continue
+            r = evaluate_claim(paper, replace(claim, split=sp, checkpoint=cp, selected_on=""), units, pooled)
+            got[(sp, cp)] = r["verdict"] if r else ""
+    same = [k for k, v in got.items() if v == verdict]
+    if len(same) == len(got):
+        return f"all ({len(got)})"
+    return (f"only {'; '.join(f'{sp} {names[cp]}' for sp, cp in same)} (" +
+            "; ".join(f"{sp} {names[cp]}: {v}" for (sp, cp), v in got.items() if v != verdict) + ")")
+
+
+def _depends(paper, claim, rows: dict) -> str:
+    """The claim whose finding this one repeats: a gain below because its baseline is above (or above because its
+    model is), a curve's end that is a table's number."""
+    r = rows[id(claim)]
+    if r["verdict"] not in DECIDED:
+        return ""
+
+    def twin(model, metric):
+        return next((c for c in paper.claims if c.model == model and c.metric == metric and c.kind == "own"
+                     and c.split == claim.split and id(c) in rows and rows[id(c)]["verdict"] in DECIDED), None)
+    if claim.metric == "accuracy_gain":
+        for model, same in ((claim.relative_to, False), (claim.model, True)):
+            c = twin(model, "accuracy")
+            if c is not None and c.checkpoint == claim.checkpoint and \
+                    (rows[id(c)]["verdict"] == r["verdict"]) == same:
+                return _label(c)
+    if claim.metric.endswith("_curve") and claim.matrix and len(claim.matrix[0]) == 2:
+        c = twin(claim.model, claim.metric.removesuffix("_curve"))
+        if c is not None and c.value is not None and abs(c.value - claim.matrix[0][-1]) <= \
+                2 * printed_tolerance(claim.as_printed, c.value) + 1e-9 and rows[id(c)]["verdict"] == r["verdict"]:
+            return _label(c)
+    return ""
 
 
 def build(runs_dir: str | Path | None = "results", papers=None) -> Report:
     """Everything the report says, as DataFrames. ``papers``: Paper objects (default: every registered one)."""
+    from .rules import SUMMARY_FIELDS, evaluate_claim
+
     if papers is None:
         from papers import get_paper, list_papers
         papers = [get_paper(p) for p in list_papers()]
     runs, skipped = load_runs(runs_dir) if runs_dir is not None else ([], [])
     u = units(runs, {p.id: p for p in papers})
-    rows = [r for p in papers for c in p.claims if (r := evaluate_claim(p, c, u)) is not None]
+    long = measurements(u)
+    pooled = pooled_spreads(long)
+    judged = [(p, c, r) for p in papers for c in p.claims if (r := evaluate_claim(p, c, u, pooled)) is not None]
+    rows = {id(c): r for _, c, r in judged}
+    for p, c, r in judged:
+        r["depends_on"] = _depends(p, c, rows)
+        r["readings"] = readings(p, c, u, pooled, r["verdict"])
+    summary = pd.DataFrame([r for _, _, r in judged], columns=SUMMARY_FIELDS)
+    summary["q"] = bh(summary.p.astype(float))
+    summary["finding"] = [bool(v in DECIDED and not d) for v, d in zip(summary.verdict, summary.depends_on)]
     findings = pd.DataFrame(audit(papers), columns=["paper", "check", "severity", "finding", "sources", "numbers"])
-    return Report(papers, u, summaries(measurements(u)), pd.DataFrame(rows, columns=SUMMARY_FIELDS), findings,
-                  str(runs_dir or ""), skipped)
+    return Report(papers, u, summaries(long), summary, findings, str(runs_dir or ""), skipped, pooled)
