@@ -20,6 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("FER_BENCH_DATA")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--sixth-paper", action="store_true",
+                     help="register README's paper template as a temporary sixth paper for the whole run (through "
+                          "$FER_BENCH_PAPERS, so subprocesses and the notebook see it too)")
+
+
+def pytest_configure(config):
+    if config.getoption("--sixth-paper"):
+        import tempfile
+
+        from sixth_paper import write_module
+
+        path = write_module(Path(tempfile.mkdtemp(prefix="fer-bench-sixth-paper-")))
+        os.environ["FER_BENCH_PAPERS"] = os.pathsep.join(filter(None, [os.environ.get("FER_BENCH_PAPERS"), str(path)]))
+        assert "papers" not in sys.modules, "conftest must register the sixth paper before papers is imported"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own dataset cache, so no test depends on another's leftovers."""
