@@ -140,7 +140,8 @@ def _plain(r) -> str:
     """One finding in words: the claim, what was measured, its interval and the verdict."""
     claim = f"{r.model}'s {r.metric.replace('_', ' ')} {r.claimed_display} ({r.source}; {r.refers_to})"
     measured = f"measured {r.measured_display}" if r.measured_display else ""
-    pred = f", one run within {r.predicted_display}" if r.predicted_display else ""
+    pred = (f", {r.predicted_display}" if r.metric == "trainable_params" else
+            f", one run within {r.predicted_display}") if r.predicted_display else ""
     seeds = f", {int(r.n)} seed(s)" if r.n else ""
     p = f", p = {float(r.p):.2g}, q = {float(r.q):.2g}" if not math.isnan(float(r.p)) else ""
     also = f"; holds under readings: {r.readings}" if r.readings else ""
@@ -160,14 +161,15 @@ def findings_md(report: Report) -> list[str]:
     high = report.findings[report.findings.severity == "high"]
     out += ["", f"**The papers' own numbers contradict each other** ({len(high)} high-severity audit finding(s), "
             "no run needed; all in the claim audit below):", ""]
-    out += [f"- **{r.paper}** ({r.check}): {r.finding.split('. ')[0]}." for r in high.itertuples()] or ["- none"]
+    out += [f"- **{r.paper}** ({r.check}): {r.finding.split('. ')[0].rstrip('.')}." for r in high.itertuples()] \
+        or ["- none"]
     weak = s[s.verdict == "inconclusive"]
     unrun = s[(s.verdict == "not yet run") & (s.kind == "own")]
     out += ["", f"**Still open**: {len(weak)} claim(s) inconclusive (each names what would decide it: mostly "
             f">= 3 seeds), {len(unrun)} of the papers' own claims not yet run, "
             f"{int((s.verdict == 'not comparable').sum())} not comparable. Readings fer-bench cannot test here: "
             + "; ".join(f"{p.id}: {v}" for p in report.papers for k, v in p.interpretations.items()
-                        if k.startswith("open reading")) + ".", ""]
+                        if k.startswith("open reading")).rstrip(".") + ".", ""]
     return out
 
 
@@ -301,7 +303,8 @@ def readme_table(report: Report, report_path: str) -> str:
     s = _summary_view(report.summary)
     s = s[(s.kind == "own") & s.metric.isin(["accuracy", "accuracy_gain"])]
     cols = {"paper": "Paper", "model": "Model", "claim": "Claim", "refers_to": "Refers to",
-            "measured_display": "Measured mean [95% interval]", "n": "n", "verdict": "Verdict"}
+            "measured_display": "Measured mean [95% interval]", "n": "n", "verdict": "Verdict",
+            "readings": "Holds under readings"}
     full = report.summary
     found = [_plain(r) for r in full[full.verdict.isin(DECIDED) | (full.verdict == "consistent")].itertuples()
              if not r.depends_on]

@@ -142,6 +142,11 @@ INTERPRETATIONS = {
                         "are compared with PublicTest, the canonical validation split, PrivateTest beside it, and "
                         "with the weights after the 30th epoch (metrics.json last_epoch), since a curve's end is the "
                         "last epoch, not the best one.",
+    "open reading: pretrained, frozen": "Untested here: an ImageNet-pretrained ResNet50, mostly frozen, under the "
+                                        "§2.2 head (the common Keras transfer-learning template it resembles). It "
+                                        "needs ImageNet weights, which these offline machines lack; `--set "
+                                        "pretrained=true` trains the whole pretrained network (a recipe change, "
+                                        "reported as its own group); freezing the backbone has no recipe key yet.",
     "287039": "§2.1's '287039 images for training' is a typo for the official 28,709 (35,887 - 2 x 3,589).",
     "seven classes": "§2.1 says 'six categories', but FER-2013 has seven and §3 speaks of Disgust and 'the other "
                      "six classes'; 7 outputs.",
