@@ -51,27 +51,37 @@ def _run(args) -> None:
 
 
 def _reproduce(args) -> int:
-    from .reproduce import load_plan, make_plan, parse_time_limit, reproduce, status_table
+    from . import reproduce as r
 
+    if args.publish:
+        if args.plan or args.paper or args.status:
+            raise UserError("--publish DEST copies the completed runs under --out: give it alone (with --out).")
+        failed = r.publish(Path(args.out), Path(args.publish))
+        return 1 if failed else 0
     if args.plan:
-        if args.paper:
-            raise UserError("--plan and --paper: give one of them.")
-        plan = load_plan(Path(args.plan))
+        mixed = [f"--{k.replace('_', '-')}" for k, default in (("paper", None), ("model", "all"), ("seeds", "0"),
+                 ("profile", "paper"), ("protocol", None), ("set", [])) if getattr(args, k) != default]
+        if mixed:
+            raise UserError(f"--plan and {', '.join(mixed)}: a plan file says every run's paper, model, seeds, "
+                            "profile and recipe; give one or the other.")
+        plan = r.load_plan(Path(args.plan))
     elif args.paper:
         sets = list(args.set) + ([f"protocol={args.protocol}"] if args.protocol else [])
-        plan = make_plan(args.paper, args.model, args.seeds, args.profile, sets)
+        plan = r.make_plan(args.paper, args.model, args.seeds, args.profile, sets, args.purpose or "")
     else:
         raise UserError("reproduce: give --paper PAPER (with --model, --seeds, ...) or --plan FILE.")
-    limit = parse_time_limit(args.time_limit) if args.time_limit else None
-    if args.checkpoint_minutes <= 0:
-        raise UserError(f"--checkpoint-minutes {args.checkpoint_minutes}: give a positive number of minutes.")
-    if args.status:
-        print(status_table(plan, Path(args.out)))
+    limit = r.parse_time_limit(args.time_limit, r.MIN_START_S) if args.time_limit is not None else None
+    r.check_minutes(args.checkpoint_minutes)
+    published = Path(args.published) if args.published else None
+    if args.status:  # shown even when runs answer nothing, so a user sees which and why
+        judged = {item: r.judged_claims(item)[0] for item in plan}
+        print(r.status_table(plan, Path(args.out), published, judged))
         return 0
-    done = reproduce(plan, data=args.data, out=args.out, time_limit=limit, precision=args.precision,
-                     checkpoint_every_s=args.checkpoint_minutes * 60, progress=not args.no_progress,
-                     deterministic=args.deterministic)
-    print(status_table(plan, Path(args.out)))
+    judged = r.check_judgeable(plan)
+    done = r.reproduce(plan, data=args.data, out=args.out, time_limit=limit, precision=args.precision,
+                       checkpoint_every_s=args.checkpoint_minutes * 60, progress=not args.no_progress,
+                       deterministic=args.deterministic, published=published)
+    print(r.status_table(plan, Path(args.out), published, judged))
     if not done:
         print("Stopped before the time limit; every run so far is saved. Continue with the same command.")
     return 0
@@ -238,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--status", action="store_true", help="only print the state of every planned run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--purpose", default=None, help="why runs that answer no claim of the paper are trained anyway "
+                                                   "(without it they are refused)")
+    p.add_argument("--published", default=None, metavar="DIR",
+                   help="committed results (e.g. the repository's results/): a planned run completed there, on any "
+                        "machine, is not trained again")
+    p.add_argument("--publish", default=None, metavar="DEST",
+                   help="copy the completed runs under --out into DEST/runs (each whole or not at all, no "
+                        "checkpoints) and record half-way runs' progress in DEST/campaign; nothing is trained")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("report", help="claimed vs measured tables, claim audit and figures")

@@ -144,3 +144,12 @@ def splits(data, cfg: dict, folds: int = 0) -> list[Split]:
     if cfg["protocol"] == "paper":
         return [paper_subsets(data, cfg["paper_train_size"], cfg["paper_test_size"], cfg["split_seed"])]
     return [canonical(data)]
+
+
+def reported(cfg: dict) -> tuple[list[str], str]:
+    """The test splits a FER-2013 run of recipe ``cfg`` reports and the split it selects its checkpoint on, known
+    before any data is loaded (a plan asks which claims a run will answer): as :func:`canonical` and
+    :func:`paper_subsets` build them."""
+    if cfg["protocol"] == "paper":
+        return ["PrivateTest", "PublicTest"], "PrivateTest"
+    return ["PrivateTest", "PublicTest"], "PublicTest"

@@ -12,195 +12,163 @@ the state before or after it; the next call continues from there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
-from .config import same_recipe
 from .errors import UserError
-from papers import get_paper
+from .plan import (MIN_START_S, RUN_PREFIX, Planned, _read_json, check_judgeable, check_minutes,  # noqa: F401
+                   claim_label, judged_claims, load_plan, make_plan, parse_seeds, parse_time_limit)
 from .results import is_locked, run_lock, run_summary
-from .runner import RunInterrupted, TimeLimitReached, resolve_config, run
-
-RUN_PREFIX = "repro"
-MIN_START_S = 300  # a run is not started (or resumed) with less time left than this before --time-limit
+from .runner import RunInterrupted, TimeLimitReached, run
 
 
-@dataclass(frozen=True)
-class Planned:
-    paper: str
-    model: str
-    seed: int
-    profile: str = "paper"
-    overrides: tuple[str, ...] = ()
-
-    def config(self) -> dict:
-        return resolve_config(self.paper, self.model, self.profile, None, list(self.overrides))
-
-    def run_dir(self, out: Path) -> Path:
-        """The run directory: named after the paper, model, seed, profile and the fully resolved recipe when it is
-        created; found again by that name, or by its run.json when a later fer-bench added recipe keys (which
-        changes the name but not the recipe: see same_recipe)."""
-        cfg = self.config()
-        key = json.dumps({"profile": self.profile, "dataset": "fer2013", "config": cfg}, sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-        named = out / "runs" / self.paper / self.model / f"{RUN_PREFIX}-s{self.seed}-{digest}"
-        if named.exists():
-            return named
-        for d in sorted(named.parent.glob(f"{RUN_PREFIX}-s{self.seed}-*")):
-            info = _read_json(d / "run.json") or {}
-            if (info.get("seed"), info.get("profile"), info.get("dataset")) == (self.seed, self.profile, "fer2013") \
-                    and same_recipe(info.get("config") or {}, cfg):
-                return d
-        return named
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text}: give comma-separated integers, e.g. 0,1,2.") from None
-    if not seeds or any(not 0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text}: give distinct seeds in [0, 2^32), e.g. 0,1,2.")
-    return seeds
-
-
-def make_plan(paper: str, model: str = "all", seeds: str | list[int] = "0", profile: str = "paper",
-              overrides: list[str] = ()) -> list[Planned]:
-    """Every (model, seed) of one paper, models in the paper's order, seed by seed (seed 0 of every model first)."""
-    p = get_paper(paper)
-    models = list(p.models) if model == "all" else [model]
-    for m in models:
-        if m not in p.models:
-            raise UserError(f"--model {m}: {p.id} has the models {', '.join(p.models)} (or 'all').")
-    seed_list = parse_seeds(",".join(map(str, seeds))) if isinstance(seeds, list) else parse_seeds(seeds)
-    plan = [Planned(p.id, m, s, profile, tuple(overrides)) for s in seed_list for m in models]
-    for item in plan:
-        item.config()  # every override is checked before anything runs
-    return plan
-
-
-def load_plan(path: Path) -> list[Planned]:
-    """A TOML plan file: ``[[run]]`` tables with paper, model (default "all"), seeds (default [0]), profile
-    (default "paper") and set (a list of "key=value"), carried out in the file's order."""
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except OSError as e:
-        raise UserError(f"--plan {path}: cannot read it ({e.strerror}).") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"--plan {path}: not valid TOML ({e}).") from None
-    entries = doc.get("run")
-    if not isinstance(entries, list) or not entries:
-        raise UserError(f"--plan {path}: expected one or more [[run]] tables with at least `paper = \"...\"`.")
-    plan = []
-    for i, e in enumerate(entries, 1):
-        unknown = set(e) - {"paper", "model", "seeds", "profile", "set"}
-        if "paper" not in e or unknown:
-            raise UserError(f"--plan {path}: [[run]] number {i} needs `paper` and may have model, seeds, profile, "
-                            f"set" + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "") + ".")
-        seeds = e.get("seeds", [0])
-        if not isinstance(seeds, list):
-            raise UserError(f"--plan {path}: [[run]] number {i}: seeds must be a list, e.g. [0, 1, 2].")
-        plan += make_plan(e["paper"], e.get("model", "all"), [int(s) for s in seeds], e.get("profile", "paper"),
-                          list(e.get("set", [])))
-    if len(set(plan)) != len(plan):
-        raise UserError(f"--plan {path}: the same run is planned twice.")
-    return plan
-
-
-def parse_time_limit(text: str) -> float:
-    """H:MM:SS (or MM:SS) -> seconds."""
-    parts = text.split(":")
-    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise UserError(f"--time-limit {text}: write it as H:MM:SS, e.g. 2:45:00.")
-    seconds = 0
-    for p in parts:
-        seconds = seconds * 60 + int(p)
-    if seconds <= 0:
-        raise UserError(f"--time-limit {text}: give a positive duration.")
-    return float(seconds)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+def find_published(item: Planned, published: Path | None) -> Path | None:
+    """A completed run of exactly this (paper, model, seed, recipe) under ``published``/runs (the committed results,
+    from any machine: a GPU run, another campaign), found by what its metrics.json records, not by its name."""
+    if published is None:
         return None
+    for m in sorted((Path(published) / "runs" / item.paper / item.model).glob("*/metrics.json")):
+        d = _read_json(m) or {}
+        if d.get("status") == "completed" and (d.get("dataset") or {}).get("name", "fer2013") == "fer2013" \
+                and not item.differs(d):
+            return m.parent
+    return None
 
 
-def state(item: Planned, out: Path) -> dict:
-    """What is known of one planned run: state (pending, running, interrupted, completed), epochs done/planned,
-    measured training img/s, and the fraction of the run done."""
+def _lost(item: Planned, d: Path, published: Path | None) -> dict | None:
+    """The progress a half-way run had when it was last published (``publish``), if this machine no longer has it."""
+    if published is None:
+        return None
+    return _read_json(Path(published) / HALF_WAY / item.paper / item.model / f"{d.name}.json")
+
+
+def state(item: Planned, out: Path, published: Path | None = None) -> dict:
+    """What is known of one planned run: state (pending, running, interrupted, completed, published: completed
+    elsewhere and committed, foreign: its directory holds another run), epochs done/planned, measured training
+    img/s, and the fraction of the run done."""
     d = item.run_dir(out)
-    cfg_epochs = item.config()["epochs"]
+    cfg = item.config()
     metrics = _read_json(d / "metrics.json") or {}
     progress = _read_json(d / "progress.json") or {}
     row = {"paper": item.paper, "model": item.model, "seed": item.seed, "profile": item.profile, "dir": d,
-           "epochs": cfg_epochs, "done": 0.0, "img_per_s": None, "train_s": None}
-    if progress:
+           "epochs": cfg["epochs"], "done": 0.0, "img_per_s": None, "train_s": None, "note": "",
+           "images": _images_per_epoch(cfg)}
+    if isinstance(progress.get("epoch"), int) and isinstance(progress.get("batch"), int):
         batches = progress.get("batches") or 1
-        row["done"] = min(progress["epoch"] + progress["batch"] / batches, cfg_epochs)
+        row["done"] = min(progress["epoch"] + progress["batch"] / batches, cfg["epochs"])
         row["img_per_s"], row["train_s"] = progress.get("img_per_s"), progress.get("train_s")
-    if metrics.get("status") == "completed":
+    recorded = metrics or _read_json(d / "run.json") or {}
+    foreign = item.differs(recorded) if recorded else []
+    elsewhere = find_published(item, published)
+    if foreign:
+        row.update(state="foreign", note=f"{d} holds another run: " + "; ".join(foreign))
+    elif metrics.get("status") == "completed":
         row.update(state="completed", done=float(metrics["epochs_completed"]),
                    img_per_s=metrics["timing"].get("train_img_per_s"), train_s=metrics["timing"].get("train_s"))
+    elif elsewhere is not None:
+        m = _read_json(elsewhere / "metrics.json")
+        row.update(state="published", done=float(m["epochs_completed"]), dir=elsewhere,
+                   img_per_s=m["timing"].get("train_img_per_s"), train_s=m["timing"].get("train_s"),
+                   note=f"committed from {(m.get('hardware') or {}).get('device_name', '?')}: {elsewhere}")
     elif is_locked(d):
         row["state"] = "running"
     elif (d / "checkpoints" / "last.ckpt").is_file():
         row["state"] = "interrupted"
     else:
         row["state"] = "pending"
+        lost = _lost(item, d, published)
+        if lost and isinstance(lost.get("epoch"), int):
+            done = lost["epoch"] + (lost.get("batch") or 0) / (lost.get("batches") or 1)
+            row["note"] = (f"lost: was half-way ({done:.2f} of {cfg['epochs']} epochs, {_hms(lost.get('train_s'))} of "
+                           f"training) on {lost.get('host', '?')} at {lost.get('published', '?')}; its checkpoints "
+                           "are not on this machine, so it restarts from epoch 0")
     return row
 
 
+def _images_per_epoch(cfg: dict) -> int:
+    """Training images per epoch of a FER-2013 recipe (its subsets, or all 28,709 of Training)."""
+    n = 28709
+    if cfg.get("protocol") == "paper" and cfg.get("paper_train_size"):
+        n = cfg["paper_train_size"]
+    if cfg.get("train_subset"):
+        n = min(n, cfg["train_subset"])
+    views = 10 if cfg.get("train_views") == "tencrop" else 1
+    return n * views
+
+
 def _hms(seconds: float | None) -> str:
-    if seconds is None:
+    if not isinstance(seconds, (int, float)):
         return "-"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def status_table(plan: list[Planned], out: Path, data_n: int = 28709) -> str:
-    """One row per planned run; the time left is estimated from the run's own measured rate (or the rate of the
-    same model in another run of the plan), for training only."""
-    rows = [state(item, out) for item in plan]
+def status_table(plan: list[Planned], out: Path, published: Path | None = None, judged: dict | None = None) -> str:
+    """One row per planned run: its state, what it answers, and the time left, estimated from the run's own measured
+    rate (or the rate of the same model in another run of the plan), for training only. Below the table: the
+    aggregate rate of the runs measured on this machine, and the CPU-hours left at the measured rates."""
+    rows = [state(item, out, published) for item in plan]
     rate_of = {}
     for r in rows:
-        if r["img_per_s"]:
+        if r["img_per_s"] and r["state"] != "published":
             rate_of.setdefault((r["paper"], r["model"]), r["img_per_s"])
-    lines = ["| paper | model | seed | state | epochs done / planned | img/s | train time | est. left |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        rate = r["img_per_s"] or rate_of.get((r["paper"], r["model"]))
-        left = (r["epochs"] - r["done"]) * data_n / rate if rate and r["state"] != "completed" else None
-        if r["state"] == "completed":
+    lines = ["| paper | model | seed | state | epochs done / planned | img/s | train time | est. left | answers |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    left_total, unknown = 0.0, []
+    for item, r in zip(plan, rows):
+        rate = (r["img_per_s"] if r["state"] != "published" else None) or rate_of.get((r["paper"], r["model"]))
+        left = None
+        if r["state"] in ("completed", "published"):
             left = 0.0
+        elif rate:
+            left = (r["epochs"] - r["done"]) * r["images"] / rate
+            left_total += left
+        else:
+            unknown.append(f"{r['paper']}/{r['model']} s{r['seed']}")
         bar = ""
         if r["state"] == "running":
             frac = r["done"] / r["epochs"]
             bar = " [" + "#" * int(frac * 20) + "." * (20 - int(frac * 20)) + f"] {frac:.0%}"
+        answers = "; ".join(claim_label(c) for c in (judged or {}).get(item, [])) if judged is not None else ""
+        if judged is not None and not answers:
+            answers = f"none (purpose: {item.purpose})" if item.purpose else "none"
         lines.append(f"| {r['paper']} | {r['model']} | {r['seed']} | {r['state']}{bar} | {r['done']:.2f} / "
-                     f"{r['epochs']} | {r['img_per_s'] or '-'} | {_hms(r['train_s'])} | {_hms(left)} |")
-    return "\n".join(lines)
+                     f"{r['epochs']} | {r['img_per_s'] or '-'} | {_hms(r['train_s'])} | {_hms(left)} | {answers} |")
+    notes = [f"- {r['paper']}/{r['model']} seed {r['seed']}: {r['note']}" for r in rows if r["note"]]
+    summary = f"Training time left at the measured rates: {_hms(left_total)}"
+    if unknown:
+        summary += f", plus {len(unknown)} run(s) of a model not measured yet ({', '.join(unknown)})"
+    return "\n".join(lines + [""] + notes + [summary + "."])
 
 
 def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_limit: float | None = None,
               precision: str | None = None, checkpoint_every_s: float = 300.0, progress: bool = True,
-              deterministic: bool = False, log=print) -> bool:
-    """Carry out the plan in order; True when every planned run is completed, False when the time limit stopped
-    it (the same call continues it)."""
+              deterministic: bool = False, log=print, published: Path | None = None) -> bool:
+    """Carry out the plan in order; True when every planned run is completed (here or, under ``published``,
+    elsewhere), False when the time limit stopped it (the same call continues it)."""
     out = Path(out)
     deadline = time.time() + time_limit if time_limit else None
+    fingerprint = None
     for item in plan:
+        st = state(item, out, published)
         d = item.run_dir(out)
-        st = state(item, out)
-        name = f"{item.paper}/{item.model} seed {item.seed} ({item.profile})"
+        name = item.name
+        if st["state"] in ("completed", "published"):  # the same data too, or it is another run
+            fingerprint = fingerprint or _fingerprint(data)
+            theirs = ((_read_json(st["dir"] / "metrics.json") or {}).get("dataset") or {}).get("fingerprint")
+            if theirs != fingerprint:
+                st = st | {"state": "foreign", "note": f"{st['dir']} was trained on dataset {theirs}, and --data "
+                                                       f"is {fingerprint}"}
+        if st["state"] == "foreign":
+            raise UserError(f"{name}: {st['note']}. Move that directory away (it is not this planned run), then "
+                            "repeat the same command.")
         if st["state"] == "completed":
             log(f"{name}: completed, skipped -> {d / 'metrics.json'}")
+            continue
+        if st["state"] == "published":
+            log(f"{name}: completed elsewhere, not trained again -> {st['dir'] / 'metrics.json'}")
             continue
         if st["state"] == "running":
             raise UserError(f"{name}: {d} is being trained by another process; wait for it, or stop it first.")
@@ -226,3 +194,68 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             raise UserError(f"{name}: {e.advice('the same command')}") from None
         log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
     return True
+
+
+def _fingerprint(data) -> str:
+    from .runner import load_dataset
+
+    return load_dataset("fer2013", data).fingerprint
+
+
+# ---------------------------------------------------------------- publishing a campaign's runs
+
+HALF_WAY = "campaign"  # <dest>/campaign/<paper>/<model>/<run id>.json: the progress of runs published half-way
+RESULT_FILES = ("metrics.json", "run.json", "logs/metrics.csv")
+
+
+def publish(out: Path, dest: Path, log=print) -> int:
+    """Copy every completed run under ``out``/runs into ``dest``/runs (metrics.json, run.json, logs/metrics.csv;
+    never checkpoints), each run whole or not at all; and record the progress of every half-way run under
+    ``dest``/campaign, so that a machine that no longer has its checkpoints can say what was lost. Returns the
+    number of runs that could not be published (each named, the others published all the same)."""
+    import platform
+    from datetime import datetime, timezone
+
+    failed = 0
+    for run_dir in sorted(Path(out).glob("runs/*/*/*/")):
+        rel = run_dir.relative_to(out)
+        metrics = _read_json(run_dir / "metrics.json") or {}
+        if metrics.get("status") != "completed":
+            progress = _read_json(run_dir / "progress.json")
+            if progress and (run_dir / "checkpoints" / "last.ckpt").is_file():
+                target = Path(dest) / HALF_WAY / rel.parts[1] / rel.parts[2] / f"{run_dir.name}.json"
+                record = progress | {"host": platform.node(), "out": str(run_dir),
+                                     "published": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                _write_atomic(target, json.dumps(record, indent=1) + "\n")
+                log(f"half-way {rel} (progress recorded in {target})")
+            continue
+        missing = [f for f in RESULT_FILES if not (run_dir / f).is_file()]
+        if missing:
+            failed += 1
+            log(f"not published {rel}: it lacks {', '.join(missing)}")
+            continue
+        target = Path(dest) / rel
+        staging = target.with_name(f".{target.name}.publishing")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            for f in RESULT_FILES:
+                (staging / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run_dir / f, staging / f)
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            failed += 1
+            log(f"not published {rel}: {e}")
+            continue
+        (Path(dest) / HALF_WAY / rel.parts[1] / rel.parts[2] / f"{run_dir.name}.json").unlink(missing_ok=True)
+        log(f"published {rel}")
+    return failed
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -111,7 +111,8 @@ def main() -> int:
     work = tmp / "results"
     (work / "logs").mkdir(parents=True)
     data = str(tiny_data(tmp)) if args.dry_run else find_data(args.data, tmp)
-    extra = ["--profile", "smoke", "--set", "pretrained=false"] if args.dry_run else []
+    extra = ["--profile", "smoke", "--set", "pretrained=false", "--purpose", "gpu_reproduce --dry-run"] \
+        if args.dry_run else []
     extra += [a for kv in args.set for a in ("--set", kv)]
     from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once
     fingerprint = load_fer2013(data).fingerprint

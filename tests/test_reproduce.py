@@ -19,7 +19,7 @@ from fer_bench.reproduce import Planned, load_plan, make_plan, parse_time_limit,
 SETS = ["--set", "input_size=32", "--set", "eval_batch_size=8", "--set", "batch_size=8", "--set", "train_subset=0",
         "--set", "epochs=3"]
 ARGS = ["--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", *SETS, "--deterministic",
-        "--no-progress", "--checkpoint-minutes", "0.00001"]
+        "--no-progress", "--checkpoint-minutes", "0.00001", "--purpose", "a test of the machinery"]
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +174,11 @@ def test_sigterm_checkpoints_the_step_it_arrived_in_and_the_same_command_continu
     assert again["splits"] == uninterrupted["splits"] and again["last_epoch"] == uninterrupted["last_epoch"]
 
 
-def test_time_limit_exits_zero_with_how_to_continue(data, tmp_path):
-    r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path), "--time-limit", "0:00:01")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "not started" in r.stdout and "Continue with the same command" in r.stdout
-    assert "| pending" in r.stdout
+def test_a_time_limit_that_could_start_nothing_is_refused(data, tmp_path):
+    for limit in ("0:00:01", "4:59", ""):
+        r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(tmp_path), "--time-limit", limit)
+        assert r.returncode == 2 and "--time-limit" in r.stderr and "Traceback" not in r.stderr, (limit, r.stderr)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_status_table_and_plan_file(data, tmp_path, uninterrupted):
@@ -208,7 +208,14 @@ def test_run_dir_names_the_recipe():
     (["--paper", "du_resnet_fc", "--model", "vgg"], "--model vgg"),
     (["--paper", "du_resnet_fc", "--set", "lr=abc"], "lr"),
     (["--paper", "du_resnet_fc", "--time-limit", "soon"], "--time-limit"),
-    (["--paper", "du_resnet_fc", "--time-limit", "0:00:00"], "positive"),
+    (["--paper", "du_resnet_fc", "--time-limit", "0:00:00"], "could never train"),
+    (["--paper", "du_resnet_fc", "--time-limit", "\u00b2:00:00"], "H:MM:SS"),
+    (["--paper", "du_resnet_fc", "--checkpoint-minutes", "nan"], "--checkpoint-minutes"),
+    (["--paper", "du_resnet_fc", "--checkpoint-minutes", "inf"], "--checkpoint-minutes"),
+    (["--plan", "results/plan.toml", "--seeds", "3"], "--seeds"),
+    (["--plan", "results/plan.toml", "--model", "resnet50"], "--model"),
+    (["--plan", "results/plan.toml", "--set", "lr=0.1"], "--set"),
+    (["--plan", "results/plan.toml", "--profile", "smoke"], "--profile"),
     ([], "--paper"),
     (["--plan", "/nonexistent/plan.toml"], "cannot read"),
 ])

@@ -1,0 +1,213 @@
+"""The campaign's plan: only runs that can answer a claim are trained, plan files are read strictly, runs committed
+elsewhere are not trained again, a directory holding another run is refused, and `publish` copies each run whole.
+Nothing here trains: completed runs are written by hand."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli, write_csv
+from fer_bench.errors import UserError
+from fer_bench.plan import Planned, check_judgeable, judged_claims, load_plan
+from fer_bench.reproduce import publish, reproduce, state, status_table
+
+CAMPAIGN = ROOT / "scripts" / "campaign.sh"
+
+
+def _plan(tmp_path, text: str) -> Path:
+    p = tmp_path / "plan.toml"
+    p.write_text(text)
+    return p
+
+
+def _labels(item) -> set[tuple]:
+    return {(c.metric, c.split, c.protocol) for c in judged_claims(item)[0]}
+
+
+def test_miao_is_judged_only_under_its_own_protocol():
+    """Every miao FER-2013 claim is its 28,000/3,500 protocol, selected on the test subset: a canonical run answers
+    none of them (20 CPU-hours for nothing), a protocol=paper run answers the accuracy and the per-class table."""
+    canonical = Planned("miao_presnet_vgg", "presnet", 0)
+    judged, why = judged_claims(canonical)
+    assert judged == [] and any("protocol canonical (claim: paper)" in w for w in why)
+    own = Planned("miao_presnet_vgg", "presnet", 0, overrides=("protocol=paper",))
+    assert _labels(own) == {("accuracy", "PrivateTest", "paper"), ("per_class_accuracy", "PrivateTest", "paper")}
+
+
+def test_du_runs_answer_the_headline_and_reduced_budgets_answer_nothing():
+    assert ("accuracy_gain", "PublicTest", "canonical") in _labels(Planned("du_resnet_fc", "resnet50", 0))
+    judged, why = judged_claims(Planned("du_resnet_fc", "resnet50", 0, overrides=("epochs=2",)))
+    assert judged == [] and "epochs=2 (paper: 30)" in why[0]
+    assert judged_claims(Planned("du_resnet_fc", "resnet50", 0, "smoke"))[0] == []
+
+
+def test_the_committed_plan_answers_a_claim_with_every_run():
+    plan = load_plan(ROOT / "results" / "plan.toml")
+    judged = check_judgeable(plan)  # raises if any run answers nothing
+    assert all(judged[item] for item in plan)
+    miao = [item for item in plan if item.paper == "miao_presnet_vgg"]
+    assert miao and all("protocol=paper" in item.overrides for item in miao)
+
+
+def test_a_run_that_answers_nothing_is_refused_unless_its_purpose_is_said(tmp_path):
+    bad = _plan(tmp_path, '[[run]]\npaper = "miao_presnet_vgg"\nmodel = "presnet"\n')
+    r = cli("reproduce", "--plan", str(bad), "--out", str(tmp_path / "o"), "--data", str(tmp_path / "none"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "miao_presnet_vgg/presnet seed 0" in r.stderr and "protocol canonical (claim: paper)" in r.stderr
+    assert not (tmp_path / "o").exists()
+    ok = _plan(tmp_path, '[[run]]\npaper = "miao_presnet_vgg"\nmodel = "presnet"\n'
+                         'purpose = "the canonical protocol, for comparison with other papers"\n')
+    check_judgeable(load_plan(ok))  # no exception
+    r = cli("reproduce", "--plan", str(ok), "--out", str(tmp_path / "o"), "--status")
+    assert r.returncode == 0 and "none (purpose: the canonical protocol" in r.stdout
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ('[[run]]\npaper = "du_resnet_fc"\nseeds = ["a"]\n', "seeds must be a list of integers"),
+    ('[[run]]\npaper = "du_resnet_fc"\nseeds = [1.5]\n', "seeds must be a list of integers"),
+    ('[[run]]\npaper = "du_resnet_fc"\nseeds = [true]\n', "seeds must be a list of integers"),
+    ('run = [1, 2]\n', "[[run]] tables"),
+    ('[[run]]\npaper = "du_resnet_fc"\nprofile = ["smoke"]\n', "profile must be a string"),
+    ('[[run]]\npaper = "du_resnet_fc"\nset = [1]\n', "set must be a list"),
+    ('[[run]]\npaper = "du_resnet_fc"\nset = "epochs=2"\n', "set must be a list"),
+    ('[[run]]\npaper = "du_resnet_fc"\nmodel = "resnet50"\nset = ["lr=0.1"]\n\n'
+     '[[run]]\npaper = "du_resnet_fc"\nmodel = "resnet50"\nset = ["lr=0.10"]\n', "planned twice"),
+])
+def test_plan_files_are_read_strictly(entry, fragment, tmp_path):
+    p = _plan(tmp_path, entry)
+    with pytest.raises(UserError, match=fragment.replace("[", r"\[")):
+        load_plan(p)
+
+
+def test_a_bad_plan_exits_2_without_a_traceback(tmp_path):
+    p = tmp_path / "plan.toml"
+    p.write_bytes(b'[[run]]\npaper = "du\xff"\n')
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_plan(p)
+    _plan(tmp_path, '[[run]]\npaper = "du_resnet_fc"\nseeds = [1.5]\n')
+    r = cli("reproduce", "--plan", str(p), "--status", "--out", str(tmp_path))
+    assert r.returncode == 2 and "seeds must be a list of integers" in r.stderr and "Traceback" not in r.stderr
+
+
+def _completed(d: Path, item: Planned, fingerprint: str = "f" * 16, logs: bool = True, device: str = "GPU X"):
+    d.mkdir(parents=True)
+    cfg = item.config()
+    record = {"paper": item.paper, "model": item.model, "seed": item.seed, "profile": item.profile, "config": cfg,
+              "dataset": {"name": "fer2013", "fingerprint": fingerprint}, "status": "completed",
+              "epochs_completed": cfg["epochs"], "hardware": {"device_name": device},
+              "timing": {"train_img_per_s": 1000.0, "train_s": 60.0}}
+    (d / "metrics.json").write_text(json.dumps(record))
+    (d / "run.json").write_text(json.dumps({k: record[k] for k in ("paper", "model", "seed", "profile", "config")}))
+    if logs:
+        (d / "logs").mkdir()
+        (d / "logs" / "metrics.csv").write_text("epoch,train/acc\n0,0.5\n")
+    return record
+
+
+def test_a_run_committed_elsewhere_is_not_trained_again(tmp_path, monkeypatch):
+    """A GPU run committed under results/runs, in a directory of another name, counts for the campaign: reproduce
+    skips it (training would raise here) and the status row says where it came from."""
+    import fer_bench.reproduce as rep
+
+    item = Planned("du_resnet_fc", "resnet50", 1)
+    _completed(tmp_path / "committed/runs/du_resnet_fc/resnet50/gpu-20261201-s1", item, fingerprint="abc")
+    monkeypatch.setattr(rep, "_fingerprint", lambda data: "abc")
+    monkeypatch.setattr(rep, "run", lambda *a, **k: pytest.fail("trained a committed run again"))
+    logs = []
+    assert reproduce([item], out=tmp_path / "out", published=tmp_path / "committed", log=logs.append) is True
+    assert "completed elsewhere, not trained again" in logs[0]
+    row = state(item, tmp_path / "out", tmp_path / "committed")
+    assert row["state"] == "published" and "GPU X" in row["note"]
+    assert "| published |" in status_table([item], tmp_path / "out", tmp_path / "committed")
+    # another seed, or the same seed with another recipe, is not the planned run
+    other = Planned("du_resnet_fc", "resnet50", 2)
+    assert state(other, tmp_path / "out", tmp_path / "committed")["state"] == "pending"
+    changed = Planned("du_resnet_fc", "resnet50", 1, overrides=("lr=0.01",))
+    assert state(changed, tmp_path / "out", tmp_path / "committed")["state"] == "pending"
+
+
+def test_a_directory_holding_another_run_is_refused_with_what_differs(tmp_path, monkeypatch):
+    import fer_bench.reproduce as rep
+
+    item = Planned("du_resnet_fc", "resnet50", 1)
+    d = item.run_dir(tmp_path)
+    _completed(d, Planned("du_resnet_fc", "resnet50", 2, overrides=("lr=0.01",)))
+    monkeypatch.setattr(rep, "run", lambda *a, **k: pytest.fail("trained"))
+    row = state(item, tmp_path)
+    assert row["state"] == "foreign" and "seed 2 (planned: 1)" in row["note"] and "lr=0.01 (planned: 0.001)" in \
+        row["note"]
+    with pytest.raises(UserError, match="holds another run"):
+        reproduce([item], out=tmp_path, log=lambda m: 0)
+    # the same seed and recipe on another dataset is another run too
+    shutil.rmtree(d)
+    _completed(d, item, fingerprint="0123")
+    monkeypatch.setattr(rep, "_fingerprint", lambda data: "4567")
+    with pytest.raises(UserError, match="trained on dataset 0123"):
+        reproduce([item], out=tmp_path, log=lambda m: 0)
+
+
+def test_publish_copies_each_run_whole_and_goes_on(tmp_path):
+    out, dest = tmp_path / "campaign", tmp_path / "repo"
+    a, b = Planned("du_resnet_fc", "resnet50", 1), Planned("du_resnet_fc", "resnet50", 2)
+    _completed(a.run_dir(out), a, logs=False)  # first in order, and incomplete
+    _completed(b.run_dir(out), b)
+    (b.run_dir(out) / "checkpoints").mkdir()
+    (b.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x" * 100)
+    half = Planned("du_resnet_fc", "improved_resnet50", 1)
+    hd = half.run_dir(out)
+    (hd / "checkpoints").mkdir(parents=True)
+    (hd / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (hd / "progress.json").write_text(json.dumps({"epoch": 2, "batch": 684, "batches": 898, "train_s": 4000.0}))
+    logs = []
+    assert publish(out, dest, log=logs.append) == 1
+    assert not (dest / a.run_dir(out).relative_to(out)).exists()
+    assert any("not published" in m and "logs/metrics.csv" in m for m in logs)
+    pb = dest / b.run_dir(out).relative_to(out)
+    assert sorted(str(p.relative_to(pb)) for p in pb.rglob("*") if p.is_file()) == \
+        ["logs/metrics.csv", "metrics.json", "run.json"]  # never checkpoints
+    # a later machine without the half-way run's checkpoints is told what was lost
+    row = state(half, tmp_path / "fresh", dest)
+    assert row["state"] == "pending" and "was half-way (2.76 of 30 epochs, 1:06:40 of training)" in row["note"]
+    assert "restarts from epoch 0" in status_table([half], tmp_path / "fresh", dest)
+    r = cli("reproduce", "--publish", str(dest), "--out", str(out))
+    assert r.returncode == 1 and "not published" in r.stdout
+
+
+def _campaign(tmp_path, *args, **env):
+    return subprocess.run(["bash", str(CAMPAIGN), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CAMPAIGN_DIR": str(tmp_path / "campaign"), **env})
+
+
+def test_campaign_refuses_a_bad_time_limit_before_building_anything(tmp_path):
+    for limit in ("soon", "0:04:59", "1:99:00"):
+        r = _campaign(tmp_path, "run", "HEAD", limit)
+        assert r.returncode == 2 and "time limit" in r.stderr, r.stderr
+    r = _campaign(tmp_path, "run", "no-such-commit", "1:00:00")
+    assert r.returncode == 2 and "no commit" in r.stderr
+    assert not (tmp_path / "campaign").exists()
+
+
+def test_campaign_lock_keeps_a_second_process_out(tmp_path):
+    """While one campaign process runs, another `run` (which would check another commit out under it) is refused."""
+    (tmp_path / "campaign").mkdir()
+    holder = subprocess.Popen(["flock", str(tmp_path / "campaign" / "campaign.lock"), "sleep", "30"])
+    try:
+        import time
+        time.sleep(0.5)
+        r = _campaign(tmp_path, "run", "HEAD", "1:00:00")
+        assert r.returncode == 2 and "another campaign process" in r.stderr
+        assert not (tmp_path / "campaign" / "code").exists()
+    finally:
+        holder.kill()
+
+
+def test_campaign_status_and_publish_before_any_run(tmp_path):
+    r = _campaign(tmp_path, "status")
+    assert r.returncode == 0, r.stderr
+    assert "| du_resnet_fc | resnet50 | 1 |" in r.stdout and "acc 44.00%" in r.stdout
+    r = _campaign(tmp_path, "publish")
+    assert r.returncode == 0 and "nothing to publish" in r.stdout and "grep" not in r.stderr
