@@ -211,3 +211,29 @@ def test_campaign_status_and_publish_before_any_run(tmp_path):
     assert "| du_resnet_fc | resnet50 | 1 |" in r.stdout and "acc 44.00%" in r.stdout
     r = _campaign(tmp_path, "publish")
     assert r.returncode == 0 and "nothing to publish" in r.stdout and "grep" not in r.stderr
+
+
+def test_campaign_finds_the_half_way_runs_to_finish_on_their_own_commit(tmp_path):
+    """Before moving to another commit, `campaign.sh run` finishes the half-way runs with the code that started them:
+    campaign_halfway.py (run with that code on PYTHONPATH) lists exactly those runs, as a plan that code reads."""
+    import sys
+    import tomllib
+
+    out = tmp_path / "out"
+    half, done, fresh = (Planned("du_resnet_fc", m, s) for m, s in
+                         (("improved_resnet50", 1), ("resnet50", 0), ("resnet50", 1)))
+    (half.run_dir(out) / "checkpoints").mkdir(parents=True)
+    (half.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    _completed(done.run_dir(out), done)
+    (done.run_dir(out) / "checkpoints").mkdir()
+    (done.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    fresh.run_dir(out).mkdir(parents=True)  # never checkpointed: it starts over, on any commit
+    plan = _plan(tmp_path, '[[run]]\npaper = "du_resnet_fc"\nseeds = [0, 1]\n')
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign_halfway.py"), str(plan), str(out)],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    finish = tmp_path / "finish.toml"
+    finish.write_text(r.stdout)
+    assert tomllib.loads(r.stdout)["run"] == [{"paper": "du_resnet_fc", "model": "improved_resnet50", "seeds": [1],
+                                               "profile": "paper", "set": []}]
+    assert load_plan(finish) == [half]
