@@ -59,7 +59,9 @@ VERDICT_RULES = [
                      "inside the prediction interval but equivalence within the margin is not shown (what would "
                      "show it is named: more seeds, and how many at the measured spread, or nothing when the "
                      "paper's own test set is too small); per-class claims from fewer than "
-                     f"{MIN_SEEDS} seeds (one run's epoch 25 vs 30 moved du's disgust by 18 points: not a finding)."),
+                     f"{MIN_SEEDS} seeds (one run's epoch 25 vs 30 moved du's disgust by 18 points: not a finding), and "
+                     f"training-curve claims from fewer than {MIN_SEEDS} seeds (an epoch's seed spread, early ones "
+                     "above all, is not the final accuracy's, which the stated allowance stands in for)."),
     ("consistent", f">= {MIN_SEEDS} distinct seeds, and two one-sided tests show the expected value within the "
                    "margin of the claim (plus its printed rounding). A printed confusion matrix is judged by the "
                    "accuracy it implies. A parameter count is judged from the built model, exactly: within the "
@@ -399,8 +401,10 @@ def _curve_row(row: dict, paper, claim, pick: Pick, pooled: dict) -> dict:
         wrong = [e for e, p in preds.items() if (p["lo"] > b if upper else p["hi"] < b)]
         extreme = (max if upper else min)(curves, key=lambda e: np.mean(curves[e]) * (1 if upper else -1))
         ext = preds[extreme]
-        verdict = ("above" if upper else "below") if wrong else "consistent" if len(pick.units) >= MIN_SEEDS \
-            else "inconclusive"
+        # a curve point's seed spread is not the final accuracy's (early epochs vary more): from fewer than
+        # MIN_SEEDS seeds no curve verdict is a finding, whichever way it points
+        few = len(pick.units) < MIN_SEEDS
+        verdict = "inconclusive" if few else ("above" if upper else "below") if wrong else "consistent"
         row |= {"measured": ext["mean"], "pred_lo": ext["lo"], "pred_hi": ext["hi"], "n": len(pick.units),
                 "measured_display": f"{'max' if upper else 'min'} {fmt(ext['mean'])} at epoch {extreme} of {last}",
                 "predicted_display": f"[{fmt(ext['lo'])}, {fmt(ext['hi'])}]", "measured_split": split}
@@ -409,8 +413,8 @@ def _curve_row(row: dict, paper, claim, pick: Pick, pooled: dict) -> dict:
                f"no epoch's interval lies wholly beyond the bound")
         p = min(p_value(b, 0.0, preds[e]["mean"], preds[e]["se"], preds[e]["df"]) for e in preds) * len(preds)
         return row | {"verdict": verdict, "reason": f"{why}; {ext['method']}" + (
-            "" if wrong or len(pick.units) >= MIN_SEEDS else f"; run >= {MIN_SEEDS} distinct seeds"),
-            "p": min(1.0, p) if wrong else math.nan}
+            f"; a curve is judged from >= {MIN_SEEDS} distinct seeds (an epoch's seed spread is not the final "
+            "accuracy's)" if few else ""), "p": min(1.0, p) if wrong and not few else math.nan}
     ends = [(1, float(bound[0])), (last, float(bound[-1]))]
     parts, verdicts, ps = [], [], []
     for e, v in ends:
@@ -423,12 +427,14 @@ def _curve_row(row: dict, paper, claim, pick: Pick, pooled: dict) -> dict:
         ps.append(p_value(v, 0.0, p["mean"], p["se"], p["df"]))
         parts.append(f"epoch {e}: {fmt(p['mean'])} [{fmt(p['lo'])}, {fmt(p['hi'])}] vs {fmt(v)}: {verdicts[-1]}")
     decided = {v for v in verdicts if v in ("below", "above")}
-    verdict = ("mixed" if len(decided) > 1 else decided.pop() if decided else
-               "consistent" if set(verdicts) == {"consistent"} and len(pick.units) >= MIN_SEEDS else "inconclusive")
+    few = len(pick.units) < MIN_SEEDS  # see above: no curve finding from fewer seeds
+    verdict = ("inconclusive" if few else "mixed" if len(decided) > 1 else decided.pop() if decided else
+               "consistent" if set(verdicts) == {"consistent"} else "inconclusive")
     return row | {"verdict": verdict, "n": len(pick.units), "measured_split": split,
-                  "measured_display": "; ".join(parts), "p": min(1.0, 2 * min(ps)) if ps else math.nan,
+                  "measured_display": "; ".join(parts), "p": min(1.0, 2 * min(ps)) if ps and not few else math.nan,
                   "reason": "first and last epoch, each against one run's prediction interval"
-                            + ("" if verdict != "inconclusive" else f"; run >= {MIN_SEEDS} distinct seeds")}
+                            + (f"; a curve is judged from >= {MIN_SEEDS} distinct seeds (an epoch's seed spread is "
+                               "not the final accuracy's)" if few else "")}
 
 
 # ---------------------------------------------------------------- one claim
