@@ -261,7 +261,8 @@ def _data_audit_md(runs_dir: Path) -> list[str]:
 
 
 def _paper_section(report: Report, paper, s: pd.DataFrame, figures: list[Path], out: Path) -> list[str]:
-    lines = [f"## {paper.id}: {paper.title}", "", f"Source text: `{paper.seed}`. Models: " +
+    source = f"Source text: `{paper.seed}`. " if paper.seed else f"Source: {paper.source}. "
+    lines = [f"## {paper.id}: {paper.title}", "", source + "Models: " +
              ", ".join(f"`{m}` ({spec.summary})" if spec.summary else f"`{m}`" for m, spec in paper.models.items()),
              "", "### Recipe and interpretations", "", _recipe_table(paper)]
     lines += [f"- **{k}**: {v}" for k, v in paper.interpretations.items()] + [""]

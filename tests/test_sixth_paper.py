@@ -69,6 +69,9 @@ def test_the_report_takes_in_a_sixth_paper(sixth, tmp_path):
     assert PAPER_ID in set(rep.findings.paper)  # the claim audit covers it too (61.2% = 2196/3589)
     text = report.write(rep, tmp_path / "out", figures=False)["report"].read_text()
     assert f"## {PAPER_ID}: A tiny CNN for FER-2013" in text
+    section = text[text.index(f"## {PAPER_ID}:"):]
+    assert "Source: " in section.splitlines()[2] and "2024" in section.splitlines()[2]  # its citation, not "None"
+    assert "Source text: `None`" not in text
 
 
 def test_the_template_trains_its_smoke_profile(sixth, tiny_folder, tmp_path):
