@@ -1,18 +1,126 @@
 """The Lightning callbacks of a run (fer_bench.runner): training time, resumable safepoints with a clean stop at
-the time limit or on SIGTERM, progress.json for `fer-bench reproduce --status`, and the kept training log.
+the time limit or on SIGTERM, progress.json for `fer-bench reproduce --status`, and the kept training log; and the
+CheckpointIO plugin that writes every checkpoint atomically in its own directory.
 
 Their class names are the keys of their state in checkpoints: renaming one would drop that state on resume."""
 
 from __future__ import annotations
 
 import csv
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
-from .results import write_json_atomic
+from .errors import UserError
+from .results import _UMASK, write_json_atomic
+
+
+def previous_checkpoint(path: Path) -> Path:
+    """Where AtomicCheckpointIO keeps the checkpoint that ``path`` replaced: last.ckpt -> last.prev.ckpt."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:  # the rename itself reaches the disk (a crash of the machine, not only of the process)
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every checkpoint goes to a temporary file in its own directory, is fsynced and renamed into place, so a kill
+    at any instant leaves the old file or the new one. Lightning's own save goes through fsspec, which writes into
+    $TMPDIR and moves the file: where $TMPDIR is another filesystem (node-local /tmp, results on a shared one) the
+    move is a copy, and a SIGKILL during it left a 0-byte last.ckpt; a small $TMPDIR failed the save outright.
+
+    The file each resumable checkpoint (``keep``) replaces stays beside it as <name>.prev.ckpt (a hard link: no
+    copy), and a resume whose checkpoint cannot be read (cut short by an older fer-bench, or damaged) loads that
+    one instead; with none readable it stops with what to do (UnreadableCheckpoint, exit 2)."""
+
+    def __init__(self, keep: tuple[str, ...] = ("last.ckpt",)):
+        self.keep = keep
+        self._unreadable: set[Path] = set()  # checkpoints a resume could not read (and fell back from)
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} writes local files only: storage_options is not supported.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a kill during an earlier save
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600
+            if path.name in self.keep and path.is_file() and path not in self._unreadable:
+                self._keep_previous(path)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._unreadable.discard(path)
+        _fsync_dir(path.parent)
+
+    @staticmethod
+    def _keep_previous(path: Path) -> None:
+        prev = previous_checkpoint(path)
+        link = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+        try:
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            os.replace(link, prev)  # atomic: <name>.prev.ckpt is always a whole checkpoint
+        except OSError:  # a filesystem without hard links: no previous checkpoint is kept
+            link.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # 0 bytes: EOFError; cut short: RuntimeError (zip); damaged: UnpicklingError, ...
+            error = e
+        path = Path(path)
+        size = path.stat().st_size if path.is_file() else 0
+        why = f"{size:,} bytes; {type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'}"
+        prev = previous_checkpoint(path)
+        if prev.is_file():
+            try:
+                checkpoint = super().load_checkpoint(prev, map_location=map_location, weights_only=weights_only)
+            except Exception:
+                checkpoint = None
+            if checkpoint is not None:
+                rank_zero_warn(f"{path} cannot be read ({why}); resuming from the checkpoint before it, {prev.name}.")
+                self._unreadable.add(path)  # never kept as the previous one
+                return checkpoint
+        raise UnreadableCheckpoint(path, why)
+
+
+class UnreadableCheckpoint(UserError):
+    """A resume found its checkpoint unreadable and no readable one before it."""
+
+    def __init__(self, path: Path, why: str):
+        run_dir = path.parent.parent
+        super().__init__(f"The checkpoint {path} cannot be read ({why}): it was cut short (most likely a kill while "
+                         f"an older fer-bench was saving it) or damaged, and no readable {previous_checkpoint(path).name}"
+                         f" is beside it. This run cannot continue: move its directory aside (mv {run_dir} "
+                         f"{run_dir}.unreadable) and start it again: `fer-bench reproduce` with the same command, "
+                         "`fer-bench run` without --resume.")
 
 
 class _TrainTimer(Callback):
@@ -120,7 +228,7 @@ class _Safepoints(Callback):
         save, stop, signalled = trainer.strategy.broadcast((save, stop, signalled), src=0)
         if save:
             # the whole state (optimizer, loops, callbacks), as ModelCheckpoint(save_weights_only=False) writes it;
-            # atomic: written aside, then renamed (Lightning's _atomic_save)
+            # atomic: written beside it, then renamed (AtomicCheckpointIO)
             trainer.save_checkpoint(self.path, weights_only=False)
             self._last = time.monotonic()
         if signalled:

@@ -21,7 +21,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from . import config, protocols
-from .callbacks import TimeLimitReached, _KeepLog, _Safepoints, _SigtermFlag, _Signalled, _TrainTimer
+from .callbacks import (AtomicCheckpointIO, TimeLimitReached, _KeepLog, _Safepoints, _SigtermFlag, _Signalled,
+                        _TrainTimer)
 from .config import DATASETS, DEFAULTS, same_recipe
 from .data import load_fer2013, resolve_data_path
 from .jaffe import load_jaffe, resolve_jaffe_path
@@ -331,9 +332,10 @@ class RunInterrupted(UserError):
 
 
 def _disk_full(e: OSError, run_dir: Path, last_path: Path) -> RunInterrupted:
-    """A run that could not write its results (full disk, quota, file-size limit, read-only); the partial
-    checkpoint Lightning was writing (<name>.part) is removed, so only complete checkpoints remain."""
-    for part in (run_dir / "checkpoints").glob("*.part"):
+    """A run that could not write its results (full disk, quota, file-size limit, read-only). Checkpoints are
+    written in the run directory itself (AtomicCheckpointIO, never via $TMPDIR), so the full disk is --out's; the
+    partial one is removed, so only complete checkpoints remain."""
+    for part in (run_dir / "checkpoints").glob(".*.tmp"):
         part.unlink(missing_ok=True)
     return RunInterrupted(f"Cannot write to {run_dir} ({e.strerror}). Free some space (or choose --out on another "
                           "disk).", resumable=last_path.is_file())
@@ -370,7 +372,7 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
                    *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10, default_root_dir=run_dir, plugins=_cluster_plugins(),
+        log_every_n_steps=10, default_root_dir=run_dir, plugins=[*_cluster_plugins(), AtomicCheckpointIO()],
         sync_batchnorm=_sync_batchnorm(accelerator, devices, num_nodes))
     status, stop = "completed", None  # stop: what the command raises once metrics.json records the stop
     splits, last_epoch, eval_s = {}, None, 0.0
