@@ -212,9 +212,27 @@ def plot_per_class(report: Report, paper):
     return fig
 
 
+def _partial_epochs(df: pd.DataFrame, cfg) -> set[int]:
+    """The 0-based epochs whose train/acc and train/loss_epoch cover only part of the epoch: before issue 29 was
+    fixed, a run resumed inside an epoch logged the means over the batches after the resume. The log shows them:
+    every step of an epoch trains batch_size images (x10 with ten crops; the last partial batch is dropped), so a
+    whole epoch's train/acc times its images is a whole number of correct predictions, and a part's in general is not
+    (the committed du_resnet_fc runs were resumed this way)."""
+    bs = (cfg or {}).get("batch_size") if isinstance(cfg, dict) else None
+    if not bs or "train/acc" not in df:
+        return set()
+    rows = df[df["train/acc"].notna()].sort_values("step")
+    views = 10 if cfg.get("train_views") == "tencrop" else 1
+    steps = rows.step.diff().fillna(rows.step + 1)  # steps of each epoch, from where its row was logged
+    correct = rows["train/acc"] * steps * bs * views
+    off = (correct - correct.round()).abs() > (4e-7 * correct).clip(lower=1e-3)  # float32 allows a few ulps
+    return set(rows.epoch[off].astype(int))
+
+
 def training_curves(report: Report, paper_id: str | None = None) -> pd.DataFrame:
     """Epoch-level curves from the runs' logs/metrics.csv (Lightning's CSVLogger): one row per run, epoch,
-    phase (train/val) and quantity (accuracy/loss)."""
+    phase (train/val) and quantity (accuracy/loss); ``partial``: a train value logged over part of its epoch only
+    (_partial_epochs)."""
     frames = []
     units = report.units if paper_id is None else report.units[report.units.paper == paper_id]
     columns = {"train/acc": ("train", "accuracy"), "val/acc": ("val", "accuracy"),
@@ -231,6 +249,8 @@ def training_curves(report: Report, paper_id: str | None = None) -> pd.DataFrame
                 continue
             have = [c for c in columns if c in df]
             ep = df.groupby("epoch")[have].first().reset_index().melt("epoch", var_name="column").dropna()
+            partial = _partial_epochs(df, getattr(u, "config", None))
+            ep["partial"] = ep.epoch.isin(partial) & ep.column.str.startswith("train/")
             ep["phase"] = ep.column.map(lambda c: columns[c][0])
             ep["quantity"] = ep.column.map(lambda c: columns[c][1])
             ep["epoch"] += 1
@@ -238,7 +258,7 @@ def training_curves(report: Report, paper_id: str | None = None) -> pd.DataFrame
             ep["series"] = f"{u.model} [{u.profile}{'' if u.full else ', reduced'}]"
             ep["paper"] = u.paper
             frames.append(ep.drop(columns="column"))
-    cols = ["paper", "series", "run", "epoch", "phase", "quantity", "value"]
+    cols = ["paper", "series", "run", "epoch", "phase", "quantity", "value", "partial"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -280,6 +300,10 @@ def plot_training_curves(report: Report, paper_id: str):
             d = d.assign(value=100 * d.value)
         sns.lineplot(data=d, x="epoch", y="value", hue="series", style="phase", errorbar="sd", marker="o",
                      markersize=4, ax=ax)
+        part = d[d.partial.astype(bool)]
+        if not part.empty:  # resumed inside the epoch before issue 29's fix: a mean over its later batches only
+            ax.plot(part.epoch, part.value, linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                    markeredgecolor="red", label="train: epoch resumed mid-way, logged over its later batches only")
         for i, (label, epochs, values) in enumerate((lb, e, v) for q, lb, e, v in claimed if q == quantity):
             if epochs:
                 ax.plot(epochs, values, linestyle="none", marker="XPDs"[i % 4], markersize=8, color="black",

@@ -208,6 +208,10 @@ class FERClassifier(L.LightningModule):
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(len(CLASSES), average="micro",
                                                                       validate_args=False)
         self.val_loss = torchmetrics.MeanMetric()
+        # the training epoch's running means, kept here (not in Lightning's log) so that checkpoints carry them
+        self.train_loss_epoch = torchmetrics.MeanMetric(nan_strategy="disable")
+        self.train_acc_epoch = torchmetrics.MeanMetric(nan_strategy="disable")
+        self._epoch_sums: dict | None = None  # from a mid-epoch checkpoint, put back at the next training batch
         self.test_metrics = nn.ModuleList([_split_metrics() for _ in self.test_names])
         self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])
         self.test_loss_sq = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])  # per-image loss^2
@@ -233,10 +237,36 @@ class FERClassifier(L.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step + self.trainer.global_rank * 2**40)
         return preprocess(x, self.cfg, train, *self.norm), y
 
+    _EPOCH_MEANS = ("train_loss_epoch", "train_acc_epoch")
+
+    def _save_epoch_sums(self, checkpoint) -> None:
+        """Inside an epoch, the running sums of its train/loss_epoch and train/acc (over every rank: rank 0 puts them
+        back on resume), so that the resumed epoch logs the means over all its batches, as an uninterrupted one does;
+        averaged over the batches after the resume only, they were off (issue 29)."""
+        fit = self.trainer.fit_loop
+        sums = torch.stack([s for name in self._EPOCH_MEANS
+                            for s in (getattr(self, name).mean_value, getattr(self, name).weight)]).double()
+        sums = self.all_gather(sums)
+        checkpoint["epoch_sums"] = {"epoch": fit.epoch_progress.current.processed,
+                                    "batch": fit.epoch_loop.batch_progress.current.processed,
+                                    "sums": (sums.sum(0) if sums.dim() > 1 else sums).tolist()}
+
+    def on_train_batch_start(self, batch, batch_idx):
+        saved, self._epoch_sums = self._epoch_sums, None
+        fit = self.trainer.fit_loop
+        if saved and self.trainer.is_global_zero and saved["epoch"] == fit.epoch_progress.current.processed and \
+                saved["batch"] == fit.epoch_loop.batch_progress.current.processed:  # the epoch it was saved in
+            for i, name in enumerate(self._EPOCH_MEANS):
+                metric = getattr(self, name)
+                metric.mean_value += saved["sums"][2 * i]
+                metric.weight += saved["sums"][2 * i + 1]
+
     def on_save_checkpoint(self, checkpoint):
+        epochs = self.trainer.fit_loop.epoch_progress.current
+        if self.trainer.training and epochs.processed == epochs.completed:  # inside an epoch (_Safepoints)
+            self._save_epoch_sums(checkpoint)
         # an end-of-epoch checkpoint is saved before Lightning steps ReduceLROnPlateau on that epoch's metrics, and
         # a run resumed from it does not replay that step: keep the metrics, on_train_start replays it
-        epochs = self.trainer.fit_loop.epoch_progress.current
         if epochs.processed > epochs.completed:
             metrics = self.trainer.callback_metrics
             checkpoint["plateau_metrics"] = {c.monitor: float(metrics[c.monitor])
@@ -245,6 +275,7 @@ class FERClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self._plateau_metrics = checkpoint.get("plateau_metrics", {})
+        self._epoch_sums = checkpoint.get("epoch_sums")
 
     def on_train_start(self):
         for c in self.trainer.lr_scheduler_configs:
@@ -264,9 +295,12 @@ class FERClassifier(L.LightningModule):
         logits = self.model(x)
         loss = self.criterion(logits, y)
         # not in the progress bar: reading it every step would sync the host with a GPU at every step
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
-        self.log("train/acc", (logits.argmax(-1) == y).float().mean(), on_epoch=True, on_step=False,
-                 batch_size=len(y))
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
+        # the epoch means: Lightning computes and resets the metrics at the epoch's end (names as Lightning's own)
+        self.train_loss_epoch.update(loss.detach(), weight=len(y))
+        self.train_acc_epoch.update((logits.argmax(-1) == y).float().mean(), weight=len(y))
+        self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc_epoch, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -1,12 +1,15 @@
 """Checkpoints survive a kill at any instant of a save (issue 29 item 1): written beside their target and renamed,
-never via $TMPDIR; a resume that finds an unreadable last.ckpt falls back to the one before it, or says what to do."""
+never via $TMPDIR; a resume that finds an unreadable last.ckpt falls back to the one before it, or says what to do.
+And a resumed epoch logs the training metrics an uninterrupted one logs (item 3)."""
 
+import csv
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -162,3 +165,62 @@ def test_an_unreadable_checkpoint_with_none_before_it_says_what_to_do(data, tmp_
     r = _cli([*ARGS, "--data", str(data), "--resume"], out, tmpdir)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"{last} cannot be read" in r.stderr and "move its directory aside" in r.stderr
+
+
+def _train_columns(run_dir: Path) -> dict:
+    with (run_dir / "logs" / "metrics.csv").open() as f:
+        return {row["epoch"]: (row["train/acc"], row["train/loss_epoch"]) for row in csv.DictReader(f)
+                if row["train/acc"]}
+
+
+def test_a_resumed_epoch_logs_what_an_uninterrupted_one_logs(data, tmp_path):
+    """Issue 29 item 3: after a stop inside an epoch, the resumed epoch's train/acc and train/loss_epoch averaged
+    only the batches after the resume; the checkpoint now carries the epoch's running sums."""
+    from fer_bench import runner
+
+    class Killed(BaseException):
+        pass
+
+    kw = dict(data=data, profile="smoke", deterministic=True, progress=False, checkpoint_every_s=1e-6,
+              overrides=["pretrained=false", "batch_size=8", "eval_batch_size=8"], epochs=3)
+    (straight,) = runner.run("rodrigues_cnn", "cnn8", out=tmp_path / "straight", **kw)
+    calls, original = {"n": 0}, runner._Safepoints.on_train_batch_end
+
+    def stop_at_step_five(self, trainer, *a):  # epoch 2, after batch 2 of 3 (checkpointed)
+        original(self, trainer, *a)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Killed  # like SIGKILL: nothing after this point runs
+
+    runner._Safepoints.on_train_batch_end = stop_at_step_five
+    try:
+        with pytest.raises(Killed):
+            runner.run("rodrigues_cnn", "cnn8", out=tmp_path / "resumed", **kw)
+    finally:
+        runner._Safepoints.on_train_batch_end = original
+    (resumed,) = runner.run("rodrigues_cnn", "cnn8", out=tmp_path / "resumed", resume=True, **kw)
+    expected = _train_columns(straight.parent)
+    assert set(expected) == {"0", "1", "2"}
+    assert _train_columns(resumed.parent) == expected
+
+
+def test_the_training_curves_mark_epochs_logged_over_part_of_them():
+    """The committed du_resnet_fc runs were resumed inside epochs before the fix: their figure marks those epochs'
+    train points (found in the log: a whole epoch's train/acc x its images is a whole number of correct images)."""
+    from fer_bench import figures
+    from fer_bench.verdicts import build
+    from papers import get_paper
+
+    rep = build(ROOT / "results", papers=[get_paper("du_resnet_fc")])
+    curves = figures.training_curves(rep, "du_resnet_fc")
+    marked = {(r, e) for r, e in curves[curves.partial][["run", "epoch"]].drop_duplicates().itertuples(index=False)}
+    assert marked == {("repro-s0-47d5629d93", e) for e in (2, 6, 20)} | {
+        ("repro-s0-748b3e73a9", e) for e in (4, 6, 12, 15, 19, 22, 24)}  # 1-based, as plotted
+    assert set(curves[curves.partial].phase) == {"train"}
+    fig = figures.plot_training_curves(rep, "du_resnet_fc")
+    for ax in fig.axes:
+        (ring,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("train: epoch resumed mid-way")]
+        assert len(ring.get_xdata()) == 10
+    whole = pd.DataFrame({"epoch": [0, 1], "step": [3, 7], "train/acc": [3 / 32, 17 / 32]})
+    assert figures._partial_epochs(whole, {"batch_size": 8}) == set()
+    assert figures._partial_epochs(whole.assign(**{"train/acc": [3 / 32, 5 / 24]}), {"batch_size": 8}) == {1}
