@@ -161,7 +161,8 @@ def run(paper_id: str, model: str = "all", profile: str = "paper", seed: int = 0
 
     ``checkpoint_every_s``: seconds of training between resumable checkpoints inside an epoch (None: epoch ends
     only). ``deadline`` (time.time()): stop cleanly before it, raising TimeLimitReached after writing metrics.json
-    with status 'interrupted'. ``run_dir`` (one model, no folds): use this directory, resuming it with ``resume``
+    with status 'interrupted'; it bounds training: the final evaluation starts if training ended before it, and
+    may end after it. ``run_dir`` (one model, no folds): use this directory, resuming it with ``resume``
     (fer_bench.reproduce names its run directories after the recipe)."""
     check_hardware(accelerator, devices, num_nodes, strategy, precision)
     if not 0 <= seed < 2**32:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,9 +63,9 @@ def fraction_done(out: Path, paper: str, model: str, seed: int) -> float | None:
             pass
         try:
             p = json.loads((d / "progress.json").read_text())
-        except (OSError, ValueError):
+            return (p["epoch"] + p["batch"] / max(p["batches"], 1)) / max(p["epochs"], 1)
+        except (OSError, ValueError, KeyError, TypeError):  # not written yet, or not what the runner writes
             return None
-        return (p["epoch"] + p["batch"] / max(p["batches"], 1)) / max(p["epochs"], 1)
     return None
 
 
@@ -74,13 +75,36 @@ def tiny_data(folder: Path) -> Path:
     return tiny_csv(folder / "fer2013.csv", per_class=8)
 
 
+class Refused(Exception):
+    """Bad input: the message is printed and the script exits 2, before anything is started or written."""
+
+
+def parse_queue(text: str | None) -> list[tuple[str, str, int]]:
+    """--queue paper:model:seed,...; None: QUEUE."""
+    if text is None:
+        return list(QUEUE)
+    try:
+        queue = [(p, m, int(s)) for p, m, s in (q.split(":") for q in text.split(","))]
+    except ValueError:
+        queue = []
+    if not queue or any(not p or not m or s < 0 for p, m, s in queue):
+        raise Refused(f"--queue {text!r}: write paper:model:seed,... e.g. du_resnet_fc:resnet50:0")
+    return queue
+
+
+def parse_budget(budget: float) -> float:
+    if not math.isfinite(budget) or budget <= 0:
+        raise Refused(f"--budget {budget}: give the wall-clock seconds for everything, a positive finite number.")
+    return budget
+
+
 def find_data(arg: str | None, tmp: Path) -> str:
     if arg or os.environ.get("FER_BENCH_DATA"):
         return arg or os.environ["FER_BENCH_DATA"]
     archive = REPO / ".gpu" / "fer2013.tar.gz"
     if not archive.is_file():
-        sys.exit("gpu_reproduce: no data: give --data, set FER_BENCH_DATA, or carry .gpu/fer2013.tar.gz "
-                 "(tar -C ../shared/datasets -czf .gpu/fer2013.tar.gz fer2013).")
+        raise Refused("no data: give --data, set FER_BENCH_DATA, or carry .gpu/fer2013.tar.gz "
+                      "(tar -C ../shared/datasets -czf .gpu/fer2013.tar.gz fer2013).")
     with tarfile.open(archive) as t:
         t.extractall(tmp, filter="data")
     return str(tmp / "fer2013")
@@ -96,31 +120,35 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="passed to every run, e.g. compile=true (an execution key: still the paper's recipe)")
     args = ap.parse_args()
+    from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once
+    from fer_bench.errors import UserError
+
+    tmp = Path(tempfile.mkdtemp())
+    try:  # every argument is checked before anything starts or is written under --out
+        queue, budget = parse_queue(args.queue), parse_budget(args.budget)
+        data = str(tiny_data(tmp)) if args.dry_run else find_data(args.data, tmp)
+        fingerprint = load_fer2013(data).fingerprint
+    except (Refused, UserError) as e:
+        print(f"gpu_reproduce: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
-    deadline = t0 + args.budget
+    deadline = t0 + budget
 
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:6.1f} s] {msg}", flush=True)
 
-    try:
-        queue = [(p, m, int(s)) for p, m, s in (q.split(":") for q in args.queue.split(","))] if args.queue else QUEUE
-    except ValueError:
-        ap.error(f"--queue {args.queue}: write paper:model:seed,... e.g. du_resnet_fc:resnet50:0")  # exit 2
-    out, tmp = Path(args.out), Path(tempfile.mkdtemp())
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = tmp / "results"
     (work / "logs").mkdir(parents=True)
-    data = str(tiny_data(tmp)) if args.dry_run else find_data(args.data, tmp)
     extra = ["--profile", "smoke", "--set", "pretrained=false", "--purpose", "gpu_reproduce --dry-run"] \
         if args.dry_run else []
     extra += [a for kv in args.set for a in ("--set", kv)]
-    from fer_bench.data import load_fer2013  # decoded and cached once here, not by every run at once
-    fingerprint = load_fer2013(data).fingerprint
     log(f"data {data}: fingerprint {fingerprint}")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "PYTHONUNBUFFERED": "1"}
     running: dict[tuple, tuple[subprocess.Popen, float]] = {}
-    schedule, took = [], []  # took: wall seconds of every run that completed
+    schedule, took, exits = [], [], {}  # took: wall seconds of every run that completed; exits: status of each
 
     def start(job) -> None:
         paper, model, seed = job
@@ -142,6 +170,7 @@ def main() -> int:
                 del running[job]
                 if fraction_done(work, *job) == 1.0:
                     took.append(time.time() - began)
+                exits[f"{job[0]}/{job[1]}/s{job[2]}"] = proc.returncode
                 log(f"exit {job[0]}/{job[1]}/s{job[2]}: {proc.returncode}")
         now = time.time()
         if queue and now < deadline:
@@ -167,6 +196,7 @@ def main() -> int:
             m = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
             states[f"{paper}/{model}/{seed}"] = {
                 "dir": d.name, "status": m.get("status", "no metrics.json"),
+                "exit": exits.get(f"{paper}/{model}/{seed}"),
                 "epochs": f"{m.get('epochs_completed')} / {m.get('epochs_planned')}", **(m.get("timing") or {}),
                 "hardware": m.get("hardware"),
                 "PrivateTest": (m.get("splits") or {}).get("PrivateTest", {}).get("accuracy")}
@@ -176,13 +206,17 @@ def main() -> int:
         for f in sorted(work.glob("runs/*/*/*/*")):
             if f.name in ("metrics.json", "run.json", "progress.json", "logs"):
                 t.add(f, arcname=str(f.relative_to(work)))
-    summary = {"budget_s": args.budget, "seconds": round(time.time() - t0, 1), "dry_run": args.dry_run,
+    summary = {"budget_s": budget, "seconds": round(time.time() - t0, 1), "dry_run": args.dry_run,
                # no machine path in a committed record: where the data came from, and what it decoded to
                "data": "synthetic" if args.dry_run else f"{Path(data).name}, fingerprint {fingerprint}",
                "schedule": schedule, "runs": states,
                "not_started": [f"{p}/{m}/s{s}" for p, m, s in queue]}
-    (out / "gpu_reproduce.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "gpu_reproduce.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     log(f"-> {out / 'runs.tar.gz'}, {out / 'gpu_reproduce.json'}")
+    if not any(s["status"] == "completed" for s in states.values()):
+        failed = ", ".join(f"{run}: exit {rc}" for run, rc in exits.items()) or "none started"
+        print(f"gpu_reproduce: no run completed ({failed}); see the console logs in runs.tar.gz.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -84,3 +86,39 @@ def test_gpu_reproduce_bad_queue_is_a_clear_error_with_exit_2(tmp_path):
                         "du_resnet_fc:resnet50"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "write paper:model:seed" in r.stderr and "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--queue", ""], "write paper:model:seed"), (["--queue", "du_resnet_fc::0"], "write paper:model:seed"),
+    (["--budget", "0"], "--budget 0.0"), (["--budget", "-5"], "--budget -5.0"), (["--budget", "nan"], "--budget nan"),
+    (["--budget", "inf"], "--budget inf")])
+def test_gpu_reproduce_bad_arguments_exit_2_before_anything_starts(tmp_path, args, fragment):
+    """Issue 29: --queue "" ran the default queue; a budget of 0, -5 or nan exited 0 (nan written into JSON)."""
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--out", str(tmp_path), *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_reproduce_missing_data_exits_2(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--out", str(tmp_path / "out"), "--data",
+                        str(tmp_path / "nowhere")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(tmp_path / "nowhere") in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_reproduce_whose_runs_all_fail_exits_non_zero(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "300", "--out",
+                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set", "lr=nan"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no run completed (rodrigues_cnn/cnn8/s0: exit 2, rodrigues_cnn/cnn8/s1: exit 2)" in r.stderr
+    res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
+    assert res["runs"] == {} and res["budget_s"] == 300
+
+
+def test_gpu_reproduce_progress_without_an_epoch_is_no_progress(tmp_path):
+    d = tmp_path / "runs" / "p" / "m" / "repro-s0-abc"
+    d.mkdir(parents=True)
+    (d / "progress.json").write_text('{"batch": 3}')
+    assert _gpu_reproduce().fraction_done(tmp_path, "p", "m", 0) is None  # was a KeyError
