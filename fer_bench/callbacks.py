@@ -64,7 +64,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                try:
+                    torch.save(checkpoint, f)
+                except RuntimeError as e:  # a full disk: torch's zip writer hides the OSError behind its own error
+                    if isinstance(e.__context__, OSError):
+                        raise e.__context__ from None
+                    raise
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600
