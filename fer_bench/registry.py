@@ -149,6 +149,10 @@ class Paper:
     # recipe keys of the paper's own, beyond DEFAULTS (e.g. an unstated layer width made --set-able); every key a
     # recipe, model recipe or profile sets must be one of these or of DEFAULTS, else register() refuses the paper
     keys: tuple[str, ...] = ()
+    # readings of the paper that its text leaves open and that need a network of their own (e.g. an ImageNet-
+    # pretrained, frozen backbone): run by name (`fer-bench run --model NAME`), never by --model all or a plan's
+    # default, and judged against no claim (a claim names one of ``models``); the report lists them with their command
+    readings: dict[str, Model] = field(default_factory=dict)
     # where the paper was published, for a paper whose text is not in shared/seeds (one added from a PDF)
     citation: Citation | None = field(default=None, kw_only=True)
 
@@ -168,20 +172,27 @@ class Paper:
     def resolve(self, model: str, profile: str = "paper", dataset: str = "fer2013") -> dict:
         """The paper's recipe of one model on one dataset under one profile (fer_bench.config's layering; the
         command line's --epochs/--set come on top in ``fer_bench.config.resolve``)."""
-        if model not in self.models:
-            raise UserError(f"Paper {self.id} has no model {model!r}. Its models: {', '.join(self.models)}.")
+        spec = self.spec(model)
+        if spec is None:
+            readings = f"; readings of it: {', '.join(self.readings)}" if self.readings else ""
+            raise UserError(f"Paper {self.id} has no model {model!r}. Its models: {', '.join(self.models)}{readings}.")
         if profile not in PROFILES and profile not in self.profiles:
             raise UserError(f"Unknown profile {profile!r}. Profiles: {', '.join(self.profile_names())}.")
         if dataset not in DATASETS:
             raise UserError(f"--dataset {dataset}: choose one of {', '.join(DATASETS)}.")
-        return {**DEFAULTS, **self.recipe, **self.models[model].recipe, **self.datasets.get(dataset, {}),
+        return {**DEFAULTS, **self.recipe, **spec.recipe, **self.datasets.get(dataset, {}),
                 **PROFILES.get(profile, {}), **self.profiles.get(profile, {})}
 
     def profile_names(self) -> list[str]:
         return list(dict.fromkeys([*PROFILES, *self.profiles]))
 
+    def spec(self, model: str) -> Model | None:
+        """One of the paper's models or of its readings, by name (None if neither)."""
+        return self.models.get(model) or self.readings.get(model)
+
     def build(self, model: str, cfg: dict | None = None) -> nn.Module:
-        return self.models[model].build(cfg or self.resolve(model))
+        cfg = cfg or self.resolve(model)
+        return self.spec(model).build(cfg)
 
     def num_params(self, model: str) -> int:
         with torch.device("meta"):  # no memory, no init: a count is all we need
@@ -192,6 +203,7 @@ class Paper:
             "id": self.id, "title": self.title, "seed": self.seed,
             "citation": asdict(self.citation) if self.citation else None,
             "models": [self._model_json(m) for m in self.models],
+            "readings": [self._model_json(m) for m in self.readings],
             "claims": [asdict(c) for c in self.claims],
             "interpretations": self.interpretations,
             "profiles": self.profile_names(),
@@ -202,7 +214,7 @@ class Paper:
         """One model for `fer-bench list --json`: its parameter count, its resolved recipe (profile paper, FER-2013)
         and what each of its recipe's documented choices does (e.g. normalize=none: pixels / 255)."""
         recipe = self.resolve(model)
-        return {"name": model, "params": self.num_params(model), "summary": self.models[model].summary,
+        return {"name": model, "params": self.num_params(model), "summary": self.spec(model).summary,
                 "recipe": recipe, "meanings": {k: f"{v}: {KEYS[k].meaning(v)}" for k, v in recipe.items()
                                                if k in KEYS and KEYS[k].meaning(v)}}
 
@@ -222,7 +234,8 @@ def check_recipe_keys(paper: Paper) -> None:
     unknown = [d for d in paper.datasets if d not in DATASETS]
     if unknown:
         raise ValueError(f"{paper.id}: a recipe for an unknown dataset {unknown[0]!r} (datasets: {', '.join(DATASETS)}).")
-    recipes = {"recipe": paper.recipe, **{f"model {m!r} recipe": spec.recipe for m, spec in paper.models.items()},
+    specs = {**paper.models, **paper.readings}
+    recipes = {"recipe": paper.recipe, **{f"model {m!r} recipe": spec.recipe for m, spec in specs.items()},
                **{f"{d} recipe": overrides for d, overrides in paper.datasets.items()},
                **{f"profile {p!r}": overrides for p, overrides in paper.profiles.items()}}
     for where, recipe in recipes.items():
@@ -234,7 +247,7 @@ def check_recipe_keys(paper: Paper) -> None:
                 hint = f"did you mean {near[0]!r}? " if near else ""
                 raise ValueError(f"{paper.id}: {where} sets an unknown recipe key {key!r}: {hint}A key of the "
                                  "paper's own must be declared in Paper(keys=...).")
-    unset = [k for k in paper.keys if k not in paper.recipe and not any(k in s.recipe for s in paper.models.values())]
+    unset = [k for k in paper.keys if k not in paper.recipe and not any(k in s.recipe for s in specs.values())]
     if unset:
         raise ValueError(f"{paper.id}: declared keys {unset} have no value in the recipe or any model recipe.")
 
@@ -244,6 +257,8 @@ def register(paper: Paper) -> Paper:
         raise ValueError(f"paper id {paper.id!r} registered twice")
     check_recipe_keys(paper)
     names = set(paper.models)
+    if names & set(paper.readings):
+        raise ValueError(f"{paper.id}: {sorted(names & set(paper.readings))} named both a model and a reading")
     for c in paper.claims:
         if c.kind == "own" and c.model not in names and c.model != "*":
             raise ValueError(f"{paper.id}: claim on unknown model {c.model!r}")

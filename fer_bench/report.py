@@ -169,8 +169,16 @@ def findings_md(report: Report) -> list[str]:
             f">= 3 seeds), {len(unrun)} of the papers' own claims not yet run, "
             f"{int((s.verdict == 'not comparable').sum())} not comparable. Readings fer-bench cannot test here: "
             + "; ".join(f"{p.id}: {v}" for p in report.papers for k, v in p.interpretations.items()
-                        if k.startswith("open reading")).rstrip(".") + ".", ""]
+                        if k.startswith("open reading")).rstrip(".") + "."
+            + "".join(f" {p.id}'s reading `{m}` has {n} run(s): see its Measured table." for p in report.papers
+                      for m in getattr(p, "readings", {}) if (n := _reading_runs(report, p, m))), ""]
     return out
+
+
+def _reading_runs(report: Report, paper, model: str) -> int:
+    """How many runs of one of a paper's readings (registry.Paper.readings) the report holds."""
+    u = report.units
+    return int(((u.paper == paper.id) & (u.model == model)).sum()) if not u.empty else 0
 
 
 def _severity_counts(findings: pd.DataFrame) -> str:
@@ -182,7 +190,7 @@ def _recipe_table(paper) -> str:
     lines = ["| Key | Value |", "|---|---|"]
     for k, v in paper.recipe.items():
         lines.append(f"| `{k}` | {_md_cell(v)} |")
-    for name, spec in paper.models.items():
+    for name, spec in {**paper.models, **getattr(paper, "readings", {})}.items():
         if spec.recipe:
             lines.append(f"| `{name}` | " + ", ".join(f"{k}={v}" for k, v in spec.recipe.items()) + " |")
     return "\n".join(lines) + "\n"
@@ -265,6 +273,11 @@ def _paper_section(report: Report, paper, s: pd.DataFrame, figures: list[Path], 
     lines = [f"## {paper.id}: {paper.title}", "", source + "Models: " +
              ", ".join(f"`{m}` ({spec.summary})" if spec.summary else f"`{m}`" for m, spec in paper.models.items()),
              "", "### Recipe and interpretations", "", _recipe_table(paper)]
+    if getattr(paper, "readings", None):
+        lines[3:3] = ["", "Readings (fer-bench's, not the paper's models; judged against none of its claims): " +
+                      "; ".join(f"`{m}` ({spec.summary}), run with `fer-bench run --paper {paper.id} --model {m}`: "
+                                + (f"{n} run(s) below" if (n := _reading_runs(report, paper, m)) else "not yet run")
+                                for m, spec in paper.readings.items()) + "."]
     lines += [f"- **{k}**: {v}" for k, v in paper.interpretations.items()] + [""]
     lines += ["### Claims", "", md_table(s, CLAIM_COLUMNS)]
     lines += ["### Measured", "", md_table(_measured_view(report, paper.id), MEASURED_COLUMNS)]

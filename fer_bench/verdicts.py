@@ -40,7 +40,7 @@ def _recomputed_budget(d: dict, paper) -> dict:
     if not recorded:
         reasons.append("no budget recorded")
     cfg, model = d.get("config") or {}, d["model"]
-    if paper is not None and model in paper.models:
+    if paper is not None and (model in paper.models or model in getattr(paper, "readings", {})):
         try:
             again = config.budget(paper, model, d.get("profile", "?"), cfg, int(d.get("epochs_completed") or 0),
                                   (d.get("dataset") or {}).get("name", "fer2013"))["reasons"]
@@ -53,7 +53,7 @@ def _recomputed_budget(d: dict, paper) -> dict:
 
 
 def _variant(d: dict, paper) -> str:
-    if paper is None or d["model"] not in paper.models:
+    if paper is None or d["model"] not in paper.models and d["model"] not in getattr(paper, "readings", {}):
         return "(unregistered)"
     try:
         return config.variant(paper, d["model"], d.get("profile", "paper"), d.get("config") or {},

@@ -7,11 +7,17 @@ blocks are "stacked with shortcut connections". §2.2.2: Adam, betas 0.9/0.999, 
 §2.2.3: categorical cross-entropy. §1, §4: 30 epochs, and the baseline, the classical
 ResNet50, is trained with "the same callback methods". Figures 2-5 are missing from the
 text, so the confusion matrix of Figure 5 cannot be transcribed.
+
+One reading the text leaves open needs ImageNet weights, which offline machines lack: a pretrained ResNet50, frozen,
+under the §2.2 head (the Keras transfer-learning template). It is registered as a reading, not as one of the paper's
+models (``READING``: run by name, judged against none of the claims), with the recipe key ``trainable``.
 """
 
+import torch
 from torch import nn
 
 from fer_bench import Claim, Model, Paper, keras, register
+from fer_bench.errors import UserError
 from fer_bench.backbones import ResNet50Classifier as ResNet50  # the standard 7-way ResNet50 baseline
 from fer_bench.backbones import resnet50, resnet50_stages
 
@@ -20,6 +26,11 @@ FEATURE_CHANNELS = 2048  # §2.2 "Feature maps with a scale size of 2x2x2048"
 FEATURE_SIDE = 2  # 48 / 32, ResNet50's output stride
 DROPOUT = 0.5  # §2.2 "dropout layer randomly drops 50 presented neurons"; PAPERS.md: 0.5
 FC_WIDTH = 1024  # not given: the Dense(1024) of the Keras Applications fine-tuning example
+# recipe key ``trainable`` -> how many of the backbone's five stages (stem, layer1 ... layer4), from the input, are
+# frozen: their parameters get requires_grad=False (Adam skips them: no gradient) and their BatchNorm layers stay in
+# inference mode (running statistics used, never updated), as Keras' ``trainable = False`` does. The head (blocks 1-2
+# and the 7-way layer) always trains.
+TRAINABLE = {"all": 0, "layer4+head": 4, "head": 5}
 
 
 class FCBlock(nn.Module):
@@ -56,8 +67,10 @@ def baseline(pretrained: bool = False) -> nn.Module:
 class ImprovedResNet50(nn.Module):
     """§2.2, Figure 2: ResNet50 (no top) -> 2x2x2048 -> block 1 (flatten) -> block 2 (+ shortcut) -> softmax layer."""
 
-    def __init__(self, pretrained: bool = False, width: int = FC_WIDTH):
+    def __init__(self, pretrained: bool = False, width: int = FC_WIDTH, trainable: str = "all"):
         super().__init__()
+        if trainable not in TRAINABLE:
+            raise UserError(f"--set trainable={trainable}: choose one of {', '.join(TRAINABLE)}.")
         self.features = nn.Sequential(*resnet50_stages(resnet50(pretrained)))  # "ResNet50 for feature extraction"
         flat = FEATURE_CHANNELS * FEATURE_SIDE * FEATURE_SIDE  # 8192 = 2 x 2 x 2048 flattened
         self.block1 = FCBlock(flat, width, flatten=True)  # the width changes here: no identity shortcut possible
@@ -65,9 +78,35 @@ class ImprovedResNet50(nn.Module):
         self.classifier = nn.Linear(width, NUM_CLASSES)  # §2.2 "a Softmax layer" (softmax is inside the loss)
         for head in (self.block1, self.block2, self.classifier):
             head.apply(keras.init)  # Keras Dense defaults: glorot_uniform, zero bias
+        self.frozen = TRAINABLE[trainable]  # trainable="all" (the paper's models): nothing frozen, nothing changes
+        self.features[: self.frozen].requires_grad_(False)
+        self.train()
+
+    def train(self, mode: bool = True):
+        """As nn.Module.train, but the frozen stages stay in inference mode (Keras' trainable=False BatchNorm)."""
+        super().train(mode)
+        self.features[: getattr(self, "frozen", 0)].train(False)
+        return self
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(self.features(x))))
+
+
+def imagenet_frozen(cfg: dict) -> nn.Module:
+    """The reading READING: ImprovedResNet50 on ImageNet weights with the stages ``trainable`` names frozen; offline,
+    a UserError (exit 2) naming the file to download and where torch looks for it."""
+    try:
+        return ImprovedResNet50(cfg["pretrained"], cfg["fc_width"], cfg["trainable"])
+    except UserError as e:
+        if not cfg["pretrained"] or "ImageNet weights" not in str(e):
+            raise
+        import torchvision
+
+        url = torchvision.models.ResNet50_Weights.DEFAULT.url
+        raise UserError(f"{e} The reading {READING} needs them: download {url} on a machine with network access "
+                        f"into {torch.hub.get_dir()}/checkpoints/ ($TORCH_HOME/hub/checkpoints), or run it there once. "
+                        "With pretrained=false it would freeze a randomly initialised backbone, which is not the "
+                        "reading.") from None
 
 
 # ---------------------------------------------------------------- recipe (§1, §2.1-§2.2.3, §4)
@@ -93,6 +132,16 @@ RECIPE = dict(
     plateau_patience=10,  # PyTorch's rule: cut after 11 epochs without improvement (Keras' default: 10; see below)
     monitor="val/acc",
     pretrained=False,  # no pre-training is mentioned; ImageNet weights with --set pretrained=true
+)
+
+# The open reading (see INTERPRETATIONS "open reading: pretrained, frozen"): fer-bench's reading, not the paper's
+# statement. Every other value is RECIPE's, with its source there.
+READING = "improved_resnet50_imagenet_frozen"
+READING_RECIPE = dict(
+    fc_width=FC_WIDTH,  # the §2.2 head of improved_resnet50, unchanged
+    pretrained=True,  # fer-bench's reading: Keras' ResNet50(weights="imagenet") (its default), torchvision's weights
+    trainable="head",  # fer-bench's reading: the template's base_model.trainable = False, backbone frozen
+    normalize="imagenet",  # fer-bench's choice: the pretrained weights' own input scaling (torchvision's mean/std)
 )
 
 INTERPRETATIONS = {
@@ -142,11 +191,21 @@ INTERPRETATIONS = {
                         "are compared with PublicTest, the canonical validation split, PrivateTest beside it, and "
                         "with the weights after the 30th epoch (metrics.json last_epoch), since a curve's end is the "
                         "last epoch, not the best one.",
-    "open reading: pretrained, frozen": "Untested here: an ImageNet-pretrained ResNet50, mostly frozen, under the "
-                                        "§2.2 head (the common Keras transfer-learning template it resembles). It "
-                                        "needs ImageNet weights, which these offline machines lack; `--set "
-                                        "pretrained=true` trains the whole pretrained network (a recipe change, "
-                                        "reported as its own group); freezing the backbone has no recipe key yet.",
+    "open reading: pretrained, frozen": f"Untested here: an ImageNet-pretrained ResNet50, frozen, under the §2.2 "
+                                        "head (the common Keras transfer-learning template it resembles). It needs "
+                                        "ImageNet weights, which these offline machines lack. Online: `fer-bench run "
+                                        f"--paper du_resnet_fc --model {READING}` (`--seed N` for more seeds; `--set "
+                                        "trainable=layer4+head` also trains the last stage, the template's fine-tuning "
+                                        "step). A reading, not one of the paper's models: its runs are listed beside "
+                                        "du's, judged against none of its claims.",
+    f"{READING} (fer-bench's reading)": "What the paper does not state, read as the Keras transfer-learning template: "
+                                        "pretrained=true (torchvision's DEFAULT ResNet50 weights, IMAGENET1K_V2, stand "
+                                        "in for Keras' ImageNet weights), trainable=head (stem and layer1-layer4 "
+                                        "frozen: requires_grad=False and their BatchNorm in inference mode, as Keras' "
+                                        "base_model.trainable = False; blocks 1-2 and the 7-way layer train), and "
+                                        "normalize=imagenet (the weights' own mean/std; Keras would call its "
+                                        "preprocess_input). The input stays 48x48x3 (§2.2); everything else is the "
+                                        "recipe above.",
     "287039": "§2.1's '287039 images for training' is a typo for the official 28,709 (35,887 - 2 x 3,589).",
     "seven classes": "§2.1 says 'six categories', but FER-2013 has seven and §3 speaks of Disgust and 'the other "
                      "six classes'; 7 outputs.",
@@ -243,7 +302,10 @@ PAPER = register(Paper(
                           summary="classical ResNet50: global average pooling, 7-way head (baseline)"),
     },
     recipe=RECIPE,
-    keys=("fc_width",),  # improved_resnet50's unstated fully connected width
+    keys=("fc_width", "trainable"),  # improved_resnet50's unstated fully connected width; the reading's frozen stages
+    readings={READING: Model(imagenet_frozen, recipe=READING_RECIPE,
+                             summary="ImageNet-pretrained ResNet50, frozen (BatchNorm in inference mode) -> the §2.2 "
+                                     "head: fer-bench's reading, not the paper's statement")},
     claims=CLAIMS,
     interpretations=INTERPRETATIONS,
 ))

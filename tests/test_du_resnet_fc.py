@@ -219,3 +219,154 @@ def test_plateau_deviation_from_keras_is_recorded_with_its_effect_on_the_committ
     assert f"{model} seed 0 (best at epoch {best})" in text and f"after epoch {cut}" in text
     assert f"after {keras_cut}" in text or f"epoch {keras_cut + 1} at 1e-4" in text
     assert "Keras' ReduceLROnPlateau" not in paper.interpretations["callbacks"]  # no longer claims Keras' default
+
+
+# ---------------------------------------------------------------- the open reading: ImageNet-pretrained, frozen
+
+def _backbone_state(net) -> dict:
+    """Every parameter and BatchNorm buffer (running mean/var, batches tracked) of the backbone, copied."""
+    return {k: v.detach().clone() for k, v in net.features.state_dict().items()}
+
+
+def _head_state(net) -> dict:
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("features.")}
+
+
+@pytest.mark.parametrize("trainable, frozen", [("head", 5), ("layer4+head", 4), ("all", 0)])
+def test_trainable_freezes_the_named_stages_over_an_adam_step(paper, trainable, frozen):
+    """Frozen stages (stem = features.0, layer1-4 = features.1-4): requires_grad False, BatchNorm in inference mode
+    even after .train(), and neither their weights nor their running statistics move over a training step with the
+    recipe's own optimiser (fer_bench.training.optimizers over all parameters, as FERClassifier builds it); the
+    stages above them and the head do move. Random weights: nothing is downloaded."""
+    from papers.du_resnet_fc import READING
+
+    torch.manual_seed(0)
+    cfg = {**paper.resolve(READING), "pretrained": False, "trainable": trainable}
+    net = paper.build(READING, cfg).train()
+    stages = list(net.features)
+    assert [all(not p.requires_grad for p in s.parameters()) for s in stages] == [i < frozen for i in range(5)]
+    bns = lambda s: [m for m in s.modules() if isinstance(m, nn.BatchNorm2d)]  # noqa: E731
+    assert all(not bn.training for s in stages[:frozen] for bn in bns(s))
+    assert all(bn.training for s in stages[frozen:] for bn in bns(s)) and net.block1.bn.training
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == \
+        HEAD + sum(p.numel() for s in stages[frozen:] for p in s.parameters())
+    before, head = _backbone_state(net), _head_state(net)
+    opt = optimizers(net.parameters(), cfg)["optimizer"]
+    loss = nn.functional.cross_entropy(net(torch.randn(8, 3, 48, 48)), torch.arange(8) % 7)
+    loss.backward()
+    opt.step()
+    after = _backbone_state(net)
+    moved = {int(k.split(".")[0]) for k in before if not torch.equal(before[k], after[k])}
+    assert moved == set(range(frozen, 5))  # every stage above the frozen ones moved, no frozen one did
+    assert all(not torch.equal(v, net.state_dict()[k]) for k, v in head.items() if "num_batches" not in k)
+    net.eval()
+    assert not any(m.training for m in net.modules())  # eval() still puts everything in inference mode
+
+
+def test_the_paper_models_are_unchanged_by_the_trainable_key(paper):
+    """trainable exists only in the reading's recipe: du's models resolve as before (their run directories are
+    named after the resolved recipe; tests/test_recipe.py pins the names) and freeze nothing."""
+    for m in ("improved_resnet50", "resnet50"):
+        assert "trainable" not in paper.resolve(m)
+    net = paper.build("improved_resnet50", {**paper.resolve("improved_resnet50"), "pretrained": False}).train()
+    assert all(p.requires_grad for p in net.parameters()) and all(m.training for m in net.modules())
+
+
+def test_the_reading_is_a_frozen_pretrained_improved_resnet50_and_never_one_of_the_paper_models(paper):
+    from fer_bench.plan import make_plan
+    from fer_bench.errors import UserError
+    from papers.du_resnet_fc import READING
+
+    assert READING == "improved_resnet50_imagenet_frozen" and READING not in paper.models
+    cfg, base = paper.resolve(READING), paper.resolve("improved_resnet50")
+    changed = {k: (base.get(k), v) for k, v in cfg.items() if base.get(k) != v}
+    assert changed == {"pretrained": (False, True), "trainable": (None, "head"), "normalize": ("none", "imagenet")}
+    # not in --model all, nor in a plan's default (the campaign's plan names du without a model)
+    assert [p.model for p in make_plan(PAPER_ID)] == ["improved_resnet50", "resnet50"]
+    assert not any(c.model == READING or c.relative_to == READING for c in paper.claims)  # judged against nothing
+    assert [(m["name"], m["params"]) for m in paper.to_json()["readings"]] == [(READING, PARAMS["improved_resnet50"])]
+    with pytest.raises(UserError, match="trainable=some: choose one of all, layer4\\+head, head"):
+        paper.build(READING, {**cfg, "pretrained": False, "trainable": "some"})
+    text = paper.interpretations["open reading: pretrained, frozen"]
+    assert f"fer-bench run --paper du_resnet_fc --model {READING}" in text
+    why = paper.interpretations[f"{READING} (fer-bench's reading)"]  # each changed value with its source
+    assert all(f"{k}={str(v).lower()} (" in why for k, (_, v) in changed.items())
+
+
+def test_the_reading_offline_names_the_file_to_download_and_where(paper, offline, monkeypatch, tmp_path):
+    from fer_bench.errors import UserError
+    from papers.du_resnet_fc import READING
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError) as e:
+        paper.build(READING)
+    text = str(e.value)
+    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in text
+    assert f"into {tmp_path / 'torch' / 'hub'}/checkpoints/" in text and READING in text
+
+
+def test_the_reading_offline_through_cli_exits_2_without_a_traceback(tiny_folder, tmp_path):
+    """As a user without network sees it: an unreachable proxy stands in for no network, an empty TORCH_HOME for no
+    cached weights (nothing is downloaded)."""
+    from papers.du_resnet_fc import READING
+
+    dead = "http://127.0.0.1:9"
+    r = cli("run", "--paper", PAPER_ID, "--model", READING, "--profile", "smoke", "--data", str(tiny_folder),
+            "--out", str(tmp_path / "out"), "--no-progress",
+            env={"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": dead, "HTTPS_PROXY": dead, "http_proxy": dead,
+                 "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}, timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "resnet50-11ad3fa6.pth" in r.stderr and "hub/checkpoints" in r.stderr
+    assert not list((tmp_path / "out").glob("runs/*/*/*"))  # refused before any run directory exists
+
+
+def test_lightning_training_keeps_the_frozen_backbone_and_its_batchnorm_statistics(paper, tiny_folder):
+    """The reading (random weights) trained by FERClassifier under Lightning for one epoch with validation: the
+    frozen backbone's weights and BatchNorm statistics are bit for bit those it started with, the head moved."""
+    import lightning as L
+
+    from fer_bench.training import FERClassifier, FERDataModule
+    from papers.du_resnet_fc import READING
+
+    cfg = {**paper.resolve(READING, "smoke"), "pretrained": False, "eval_batch_size": 16, "batch_size": 8}
+    torch.manual_seed(0)
+    net = paper.build(READING, cfg)
+    before, head = _backbone_state(net), _head_state(net)
+    dm = FERDataModule(str(tiny_folder), cfg, seed=0)
+    dm.setup()
+    module = FERClassifier(net, cfg, dm.norm, seed=0, test_names=dm.split_names)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, dm)
+    after = _backbone_state(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(head["block1.fc.weight"], net.block1.fc.weight)
+    assert not torch.equal(head["block1.bn.running_mean"], net.block1.bn.running_mean)
+
+
+def test_the_report_lists_the_reading_with_its_command_and_judges_no_claim_on_its_runs(paper, tmp_path):
+    """A run of the reading (the committed improved_resnet50 seed-0 record, relabelled) shows in du's section with
+    the command, and du's verdicts are those without it."""
+    from fer_bench import report as rp
+    from papers.du_resnet_fc import READING
+
+    src = next((ROOT / "results" / "runs" / PAPER_ID / "improved_resnet50").glob("repro-s0-*/metrics.json"))
+    for model in ("improved_resnet50", "resnet50"):
+        d = next((ROOT / "results" / "runs" / PAPER_ID / model).glob("repro-s0-*"))
+        (tmp_path / "runs" / PAPER_ID / model / d.name).mkdir(parents=True)
+        (tmp_path / "runs" / PAPER_ID / model / d.name / "metrics.json").write_bytes((d / "metrics.json").read_bytes())
+    plain = rp.build(tmp_path, [paper])
+    text = rp.to_markdown(plain, {}, tmp_path / "md")
+    command = f"`fer-bench run --paper {PAPER_ID} --model {READING}`"
+    assert f"`{READING}` (" in text and f"run with {command}: not yet run" in text
+    assert command.strip("`") in text.split("## Summary")[0]  # named in the findings' open readings
+    d = json.loads(src.read_text())
+    d |= {"model": READING, "config": {**d["config"], **{k: v for k, v in paper.resolve(READING).items()}}}
+    (tmp_path / "runs" / PAPER_ID / READING / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / PAPER_ID / READING / "r1" / "metrics.json").write_text(json.dumps(d))
+    with_reading = rp.build(tmp_path, [paper])
+    cols = ["model", "metric", "split", "verdict", "measured_display"]
+    assert with_reading.summary[cols].equals(plain.summary[cols])
+    assert READING in set(with_reading.units.model) and READING not in set(with_reading.summary.model)
+    text = rp.to_markdown(with_reading, {}, tmp_path / "md")
+    assert f"run with {command}: 1 run(s) below" in text and f"reading `{READING}` has 1 run(s)" in text

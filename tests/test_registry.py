@@ -43,11 +43,12 @@ def test_declared_keys_and_dataset_keys_are_accepted():
 
 
 def test_every_registered_paper_declares_its_own_keys():
-    assert get_paper("du_resnet_fc").keys == ("fc_width",)  # improved_resnet50's unstated width
+    # improved_resnet50's unstated width; which backbone stages its reading improved_resnet50_imagenet_frozen trains
+    assert get_paper("du_resnet_fc").keys == ("fc_width", "trainable")
     assert get_paper("nurmakhan_vgg").keys == ("width", "dropout")
     for pid in list_papers():  # every key a resolved recipe carries is shared or declared
         paper = get_paper(pid)
-        for model in paper.models:
+        for model in [*paper.models, *paper.readings]:
             for profile in paper.profile_names():
                 extra = set(paper.resolve(model, profile)) - set(DEFAULTS)
                 assert extra <= set(paper.keys), (pid, model, profile, extra)
