@@ -80,7 +80,7 @@ def _reproduce(args) -> int:
     judged = r.check_judgeable(plan)
     done = r.reproduce(plan, data=args.data, out=args.out, time_limit=limit, precision=args.precision,
                        checkpoint_every_s=args.checkpoint_minutes * 60, progress=not args.no_progress,
-                       deterministic=args.deterministic, published=published)
+                       deterministic=args.deterministic, published=published, share=args.share)
     print(r.status_table(plan, Path(args.out), published, judged))
     if not done:
         print("Stopped before the time limit; every run so far is saved. Continue with the same command.")
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", default=None, metavar="DIR",
                    help="committed results (e.g. the repository's results/): a planned run completed there, on any "
                         "machine, is not trained again")
+    p.add_argument("--share", action="store_true",
+                   help="other reproduce processes carry out the same plan at once (e.g. one per core): a run another "
+                        "process trains is left to it, and each run is claimed so that no two start it")
     p.add_argument("--publish", default=None, metavar="DEST",
                    help="copy the completed runs under --out into DEST/runs (each whole or not at all, no "
                         "checkpoints) and record half-way runs' progress in DEST/campaign; nothing is trained")

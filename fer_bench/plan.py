@@ -219,7 +219,7 @@ def judged_claims(item: Planned) -> tuple[list, list[str]]:
     why each claim about this model cannot be."""
     from papers import get_paper
 
-    from . import verdicts
+    from . import rules, verdicts
 
     paper = get_paper(item.paper)
     cfg = item.config()
@@ -237,7 +237,7 @@ def judged_claims(item: Planned) -> tuple[list, list[str]]:
     for c in paper.claims:
         if item.model not in (c.model, c.relative_to if c.metric == "accuracy_gain" else None):
             continue
-        row = verdicts.evaluate_claim(paper, c, units)
+        row = rules.evaluate_claim(paper, c, units)
         if row is None:
             continue
         if row["verdict"] in ("not yet run", "not comparable"):

@@ -12,6 +12,8 @@ the state before or after it; the next call continues from there.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import time
@@ -44,7 +46,7 @@ def _lost(item: Planned, d: Path, published: Path | None) -> dict | None:
     return _read_json(Path(published) / HALF_WAY / item.paper / item.model / f"{d.name}.json")
 
 
-def state(item: Planned, out: Path, published: Path | None = None) -> dict:
+def state(item: Planned, out: Path, published: Path | None = None, claimed_here: bool = False) -> dict:
     """What is known of one planned run: state (pending, running, interrupted, completed, published: completed
     elsewhere and committed, foreign: its directory holds another run), epochs done/planned, measured training
     img/s, and the fraction of the run done."""
@@ -72,7 +74,7 @@ def state(item: Planned, out: Path, published: Path | None = None) -> dict:
         row.update(state="published", done=float(m["epochs_completed"]), dir=elsewhere,
                    img_per_s=m["timing"].get("train_img_per_s"), train_s=m["timing"].get("train_s"),
                    note=f"committed from {(m.get('hardware') or {}).get('device_name', '?')}: {elsewhere}")
-    elif is_locked(d):
+    elif is_locked(d) or (not claimed_here and _claimed(d)):
         row["state"] = "running"
     elif (d / "checkpoints" / "last.ckpt").is_file():
         row["state"] = "interrupted"
@@ -145,12 +147,15 @@ def status_table(plan: list[Planned], out: Path, published: Path | None = None, 
 
 def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_limit: float | None = None,
               precision: str | None = None, checkpoint_every_s: float = 300.0, progress: bool = True,
-              deterministic: bool = False, log=print, published: Path | None = None) -> bool:
+              deterministic: bool = False, log=print, published: Path | None = None, share: bool = False) -> bool:
     """Carry out the plan in order; True when every planned run is completed (here or, under ``published``,
-    elsewhere), False when the time limit stopped it (the same call continues it)."""
+    elsewhere), False when the time limit stopped it (the same call continues it). ``share``: other processes
+    carry out the same plan at the same time (each with a share of the cores): a run that another process trains
+    or has claimed is left to it, not refused, and each run is claimed (``.claim``, a lock held while this process
+    trains it) so that no two processes start it."""
     out = Path(out)
     deadline = time.time() + time_limit if time_limit else None
-    fingerprint = None
+    fingerprint, all_done = None, True
     for item in plan:
         st = state(item, out, published)
         d = item.run_dir(out)
@@ -170,30 +175,98 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
         if st["state"] == "published":
             log(f"{name}: completed elsewhere, not trained again -> {st['dir'] / 'metrics.json'}")
             continue
-        if st["state"] == "running":
+        if st["state"] == "running" and not share:
             raise UserError(f"{name}: {d} is being trained by another process; wait for it, or stop it first.")
         if deadline is not None and deadline - time.time() < MIN_START_S:
             log(f"Time limit: {name} not started (less than {MIN_START_S // 60} minutes left).")
             return False
-        resume = st["state"] == "interrupted" and (d / "run.json").is_file()
-        if not resume:  # a fresh start: nothing of an earlier attempt that never checkpointed is kept
-            with run_lock(d):  # (the runner locks the directory again while it trains)
-                for sub in ("checkpoints", "logs"):
-                    shutil.rmtree(d / sub, ignore_errors=True)
-                for f in ("metrics.json", "progress.json", "run.json"):
-                    (d / f).unlink(missing_ok=True)
-        log(f"{name}: {'resuming' if resume else 'starting'} in {d}")
-        try:
-            run(item.paper, model=item.model, profile=item.profile, seed=item.seed, data=data, out=out,
-                precision=precision, overrides=list(item.overrides), resume=resume, progress=progress,
-                deterministic=deterministic, checkpoint_every_s=checkpoint_every_s, deadline=deadline, run_dir=d)
-        except TimeLimitReached as e:
-            log(f"{name}: {e} Continue with the same command.")
+        with _claim(d) if share else contextlib.nullcontext(True) as mine:
+            now = state(item, out, published, claimed_here=share) if mine else {}
+            if not mine or now["state"] in ("running", "foreign"):  # (completed meanwhile: its run is counted)
+                log(f"{name}: trained by another process, left to it")
+                all_done = False
+                continue
+            if now["state"] in ("completed", "published"):
+                continue
+            if now["state"] == "interrupted" and _started_with(d) not in (None, _code()):
+                log(f"{name}: half-way, started with {_started_with(d)}; left to that commit's code (a run never "
+                    "changes code half-way)")
+                all_done = False
+                continue
+            outcome = _train(item, d, now, data, out, precision, checkpoint_every_s, progress, deterministic,
+                             deadline, log)
+        if outcome is False:
             return False
-        except RunInterrupted as e:  # SIGTERM, Ctrl-C, a full disk: the plan continues where it stopped
-            raise UserError(f"{name}: {e.advice('the same command')}") from None
-        log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
+    return all_done
+
+
+def _train(item: Planned, d: Path, st: dict, data, out: Path, precision, checkpoint_every_s, progress, deterministic,
+           deadline, log) -> bool:
+    """Start or resume one planned run in ``d``; False when the time limit stopped it."""
+    resume = st["state"] == "interrupted" and (d / "run.json").is_file()
+    if not resume:  # a fresh start: nothing of an earlier attempt that never checkpointed is kept
+        with run_lock(d):  # (the runner locks the directory again while it trains)
+            for sub in ("checkpoints", "logs"):
+                shutil.rmtree(d / sub, ignore_errors=True)
+            for f in ("metrics.json", "progress.json", "run.json"):
+                (d / f).unlink(missing_ok=True)
+    log(f"{item.name}: {'resuming' if resume else 'starting'} in {d}")
+    try:
+        run(item.paper, model=item.model, profile=item.profile, seed=item.seed, data=data, out=out,
+            precision=precision, overrides=list(item.overrides), resume=resume, progress=progress,
+            deterministic=deterministic, checkpoint_every_s=checkpoint_every_s, deadline=deadline, run_dir=d)
+    except TimeLimitReached as e:
+        log(f"{item.name}: {e} Continue with the same command.")
+        return False
+    except RunInterrupted as e:  # SIGTERM, Ctrl-C, a full disk: the plan continues where it stopped
+        raise UserError(f"{item.name}: {e.advice('the same command')}") from None
+    log(run_summary(json.loads((d / "metrics.json").read_text()), d / "metrics.json"))
     return True
+
+
+def _started_with(d: Path) -> str | None:
+    """The commit a run directory's run started with (run.json; an interrupted segment's metrics.json), if known."""
+    sha = (_read_json(d / "run.json") or {}).get("started_with") or \
+        ((_read_json(d / "metrics.json") or {}).get("software") or {}).get("git_sha")
+    return sha.removesuffix("-dirty") if isinstance(sha, str) and len(sha.removesuffix("-dirty")) == 40 else None
+
+
+def _code() -> str:
+    from .results import git_sha
+
+    return git_sha().removesuffix("-dirty")
+
+
+@contextlib.contextmanager
+def _claim(d: Path):
+    """Yields True while this process holds ``d``'s claim (a lock released when the process dies), False when
+    another process holds it."""
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".claim", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _claimed(d: Path) -> bool:
+    """Whether another process holds ``d``'s claim (it is about to train, or trains, that run)."""
+    try:
+        f = open(d / ".claim")
+    except OSError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def _fingerprint(data) -> str:

@@ -236,7 +236,8 @@ def _run_models(paper, models, cfgs, run_dirs, dataset_name, dataset, profile, s
                 info = recorded
                 run_hw = {**hw, "precision": info.get("precision", hw["precision"])}  # ... and precision
             else:
-                info |= {"precision": hw["precision"], "data_fingerprint": dataset.fingerprint}
+                info |= {"precision": hw["precision"], "data_fingerprint": dataset.fingerprint,
+                         "started_with": software()["git_sha"]}  # the code a resume must continue with
                 if rank0:
                     write_json_atomic(run_dir / "run.json", info)
             with run_lock(run_dir) if rank0 else contextlib.nullcontext():

@@ -37,6 +37,24 @@ seconds() {  # H:MM:SS or MM:SS -> seconds (exit 2 on anything else)
 
 hms() { printf '%d:%02d:%02d' $(($1 / 3600)) $(($1 % 3600 / 60)) $(($1 % 60)); }
 
+checkout_at() {  # a checkout of commit $1 of its own (the campaign's clone holds the history): code that never moves
+  local path="$DIR/at/$1"
+  [ -d "$path" ] || git -C "$DIR/code" worktree add -q --detach "$path" "$1" >&2
+  echo "$path"
+}
+
+half_way_not_at() {  # half-way runs that started with another commit than $1 (unknown: the clone's old HEAD)
+  "$(python_for)" "$REPO/scripts/campaign_halfway.py" commits "$DIR/results" | while read -r key d; do
+    [ "$key" = unknown ] && key=$HAVE
+    [ "$key" = "$1" ] || echo "$d"
+  done
+}
+
+pending_runs() {  # whether the plan has runs no process trains yet (one line each)
+  fb_at "$NEW" reproduce --plan results/plan.toml --out "$DIR/results" --published "$REPO/results" --status \
+      2>/dev/null | grep -E '\| (pending|interrupted) ' || true
+}
+
 half_way() {  # run directories with a checkpoint and no completed metrics.json
   for d in "$DIR"/results/runs/*/*/*/; do
     [ -f "$d/checkpoints/last.ckpt" ] || continue
@@ -49,6 +67,10 @@ run)
   [ $# -eq 3 ] || die "usage: scripts/campaign.sh run COMMIT H:MM:SS"
   COMMIT=$2; LIMIT=$(seconds "$3")
   [ "$LIMIT" -ge 300 ] || die "time limit $3: a run is not started with less than 5 minutes left."
+  WORKERS=${CAMPAIGN_WORKERS:-1}
+  [[ $WORKERS =~ ^[1-9][0-9]*$ ]] && [ "$WORKERS" -le "$(nproc)" ] || \
+      die "CAMPAIGN_WORKERS=$WORKERS: give 1 to $(nproc) processes (each trains one run with a share of the cores)."
+  THREADS=$(( $(nproc) / WORKERS ))
   WANT=$(git -C "$REPO" rev-parse --verify -q "$COMMIT^{commit}") || die "$COMMIT is no commit of $REPO."
   END=$(($(date +%s) + LIMIT))
   mkdir -p "$DIR"
@@ -63,24 +85,69 @@ run)
     "$DIR/venv/bin/pip" install -q -e "$DIR/code"
   fi
   HAVE=$(git -C "$DIR/code" rev-parse HEAD)
-  if [ "$WANT" != "$HAVE" ] && [ -n "$(half_way)" ]; then
-    # the half-way runs were started by the commit checked out now: they finish on it, alone, before the switch
-    echo "campaign: finishing the half-way run(s) on $HAVE before moving to $WANT:"; half_way
-    (cd "$DIR/code" && PYTHONPATH="$DIR/code" "$(python_for)" "$REPO/scripts/campaign_halfway.py" \
-        "$DIR/code/results/plan.toml" "$DIR/results") > "$DIR/finish.toml"
-    if [ -s "$DIR/finish.toml" ]; then
-      LEFT=$((END - $(date +%s)))
-      [ "$LEFT" -ge 300 ] || { echo "campaign: time limit reached; continue with the same command."; exit 0; }
-      fb_at "$DIR/code" reproduce --plan "$DIR/finish.toml" --data "$DATA" --out "$DIR/results" \
+  NEW=$(checkout_at "$WANT")
+  git -C "$DIR/code" checkout -q "$WANT"  # the commit the next call takes for runs that recorded none
+  pids=()
+  # every half-way run finishes on the commit it started with, alone in its process; while it trains, its
+  # .claim is held (inherited from here), so no worker of the new commit resumes it with other code
+  finish=()
+  while read -r key d; do
+    [ -n "$key" ] || continue
+    sha=$key; [ "$sha" = unknown ] && sha=$HAVE
+    [ "$sha" = "$WANT" ] || finish+=("$sha")  # (the new commit's workers resume their own)
+  done < <("$(python_for)" "$REPO/scripts/campaign_halfway.py" commits "$DIR/results")
+  for sha in $(printf '%s\n' "${finish[@]}" | sort -u); do
+    OLD=$(checkout_at "$sha")
+    keys=$sha; [ "$sha" = "$HAVE" ] && keys="$sha unknown"
+    : > "$DIR/finish-$sha.toml"
+    for key in $keys; do
+      (cd "$OLD" && PYTHONPATH="$OLD" "$(python_for)" "$REPO/scripts/campaign_halfway.py" plan results/plan.toml \
+          "$DIR/results" "$key") >> "$DIR/finish-$sha.toml"
+    done
+    [ -s "$DIR/finish-$sha.toml" ] || continue
+    LEFT=$((END - $(date +%s)))
+    [ "$LEFT" -ge 300 ] || break
+    echo "campaign: finishing the half-way run(s) started with $sha on that commit"
+    fds=()
+    while read -r key d; do  # hold the claims of this commit's half-way runs for the finishing process
+      [ "$key" = "$sha" ] || { [ "$key" = unknown ] && [ "$sha" = "$HAVE" ]; } || continue
+      exec {fd}> "$d/.claim"; flock -n "$fd" || die "$d is claimed by another process."; fds+=("$fd")
+    done < <("$(python_for)" "$REPO/scripts/campaign_halfway.py" commits "$DIR/results")
+    if [ "$WORKERS" -gt 1 ]; then
+      OMP_NUM_THREADS=$THREADS fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" \
+          --out "$DIR/results" --time-limit "$(hms "$LEFT")" --no-progress & pids+=($!)
+    else
+      fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" --out "$DIR/results" \
           --time-limit "$(hms "$LEFT")" --no-progress
-      [ -z "$(half_way)" ] || { echo "campaign: still half-way; continue with the same command."; exit 0; }
     fi
+    for fd in "${fds[@]}"; do exec {fd}>&-; done
+  done
+  status=0
+  start_worker() {
+    local left=$((END - $(date +%s)))
+    [ "$left" -ge 300 ] || return 0
+    if [ "$WORKERS" -gt 1 ]; then
+      OMP_NUM_THREADS=$THREADS fb_at "$NEW" reproduce --plan results/plan.toml --data "$DATA" --out "$DIR/results" \
+          --time-limit "$(hms "$left")" --no-progress --published "$REPO/results" --share & pids+=($!)
+    else
+      fb_at "$NEW" reproduce --plan results/plan.toml --data "$DATA" --out "$DIR/results" \
+          --time-limit "$(hms "$left")" --no-progress --published "$REPO/results" || status=$?
+    fi
+  }
+  if [ "$WORKERS" -eq 1 ]; then
+    [ -z "$(half_way_not_at "$WANT")" ] || { echo "campaign: still half-way; continue with the same command."; exit 0; }
+    start_worker; exit $status
   fi
-  git -C "$DIR/code" checkout -q "$WANT"
-  LEFT=$((END - $(date +%s)))
-  [ "$LEFT" -ge 300 ] || { echo "campaign: time limit reached; continue with the same command."; exit 0; }
-  fb_at "$DIR/code" reproduce --plan results/plan.toml --data "$DATA" --out "$DIR/results" \
-      --time-limit "$(hms "$LEFT")" --no-progress --published "$REPO/results" ;;
+  for _ in $(seq $((WORKERS - ${#pids[@]}))); do start_worker; done
+  restarts=0
+  while [ ${#pids[@]} -gt 0 ]; do  # a process that ends frees its cores for another worker of the new commit
+    wait -n -p done_pid "${pids[@]}" || status=$?
+    left=(); for p in "${pids[@]}"; do [ "$p" = "$done_pid" ] || left+=("$p"); done; pids=("${left[@]}")
+    if [ "$status" -eq 0 ] && [ "$restarts" -lt $((4 * WORKERS)) ] && [ -n "$(pending_runs)" ]; then
+      restarts=$((restarts + 1)); start_worker
+    fi
+  done
+  exit $status ;;
 status)
   # the repository's plan as the next `run` carries it out, read by the repository's code
   fb_at "$REPO" reproduce --plan "$REPO/results/plan.toml" --out "$DIR/results" --published "$REPO/results" \

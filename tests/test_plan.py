@@ -213,27 +213,83 @@ def test_campaign_status_and_publish_before_any_run(tmp_path):
     assert r.returncode == 0 and "nothing to publish" in r.stdout and "grep" not in r.stderr
 
 
-def test_campaign_finds_the_half_way_runs_to_finish_on_their_own_commit(tmp_path):
-    """Before moving to another commit, `campaign.sh run` finishes the half-way runs with the code that started them:
-    campaign_halfway.py (run with that code on PYTHONPATH) lists exactly those runs, as a plan that code reads."""
+def test_campaign_finds_the_half_way_runs_and_the_commit_each_started_with(tmp_path):
+    """Before moving to another commit, `campaign.sh run` finishes each half-way run with the code that started it:
+    campaign_halfway.py names each half-way run's commit (run.json's started_with, else an interrupted segment's
+    metrics.json) and, run with that commit's code on PYTHONPATH, lists its runs as a plan that code reads."""
     import sys
     import tomllib
 
     out = tmp_path / "out"
-    half, done, fresh = (Planned("du_resnet_fc", m, s) for m, s in
-                         (("improved_resnet50", 1), ("resnet50", 0), ("resnet50", 1)))
-    (half.run_dir(out) / "checkpoints").mkdir(parents=True)
-    (half.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    c1, c2 = "1" * 40, "2" * 40
+    half1, half2, done, fresh = (Planned("du_resnet_fc", m, s) for m, s in
+                                 (("improved_resnet50", 1), ("resnet50", 1), ("resnet50", 0), ("improved_resnet50", 0)))
+    for item, record in ((half1, {"run.json": {"started_with": c1}}),
+                         (half2, {"metrics.json": {"status": "interrupted", "software": {"git_sha": c2 + "-dirty"}}})):
+        (item.run_dir(out) / "checkpoints").mkdir(parents=True)
+        (item.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        for name, content in record.items():
+            (item.run_dir(out) / name).write_text(json.dumps(content))
     _completed(done.run_dir(out), done)
     (done.run_dir(out) / "checkpoints").mkdir()
     (done.run_dir(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
     fresh.run_dir(out).mkdir(parents=True)  # never checkpointed: it starts over, on any commit
+    script = [sys.executable, str(ROOT / "scripts" / "campaign_halfway.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(script + ["commits", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(line.split()[0] for line in r.stdout.splitlines()) == [c1, c2]
     plan = _plan(tmp_path, '[[run]]\npaper = "du_resnet_fc"\nseeds = [0, 1]\n')
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign_halfway.py"), str(plan), str(out)],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    r = subprocess.run(script + ["plan", str(plan), str(out), c1], capture_output=True, text=True, env=env,
+                       timeout=120)
     assert r.returncode == 0, r.stderr
     finish = tmp_path / "finish.toml"
     finish.write_text(r.stdout)
     assert tomllib.loads(r.stdout)["run"] == [{"paper": "du_resnet_fc", "model": "improved_resnet50", "seeds": [1],
                                                "profile": "paper", "set": []}]
-    assert load_plan(finish) == [half]
+    assert load_plan(finish) == [half1]
+
+
+def test_share_leaves_a_run_claimed_by_another_process_to_it(tmp_path, monkeypatch):
+    import fer_bench.reproduce as rep
+
+    item = Planned("du_resnet_fc", "resnet50", 1)
+    d = item.run_dir(tmp_path)
+    d.mkdir(parents=True)
+    holder = subprocess.Popen(["flock", str(d / ".claim"), "sleep", "60"])
+    try:
+        import time
+        deadline = time.time() + 30
+        while not rep._claimed(d):
+            assert time.time() < deadline
+            time.sleep(0.1)
+        monkeypatch.setattr(rep, "run", lambda *a, **k: pytest.fail("trained a run another process claimed"))
+        assert state(item, tmp_path)["state"] == "running"
+        logs = []
+        assert reproduce([item], out=tmp_path, share=True, log=logs.append) is False
+        assert "left to it" in logs[-1]
+        with pytest.raises(UserError, match="another process"):
+            reproduce([item], out=tmp_path, log=lambda m: 0)  # without --share: refused, as before
+    finally:
+        holder.kill()
+
+
+def test_share_never_resumes_a_run_that_started_with_other_code(tmp_path, monkeypatch):
+    """A half-way run finishes on the commit it started with: a --share worker of another commit leaves it."""
+    import fer_bench.reproduce as rep
+
+    item = Planned("du_resnet_fc", "resnet50", 1)
+    d = item.run_dir(tmp_path)
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (d / "run.json").write_text(json.dumps({"paper": item.paper, "model": item.model, "seed": 1, "profile": "paper",
+                                            "config": item.config(), "started_with": "a" * 40}))
+    trained = []
+    monkeypatch.setattr(rep, "_train", lambda item, d, st, *a: trained.append(st["state"]) or True)
+    monkeypatch.setattr(rep, "_code", lambda: "b" * 40)
+    logs = []
+    assert reproduce([item], out=tmp_path, share=True, log=logs.append) is False and trained == []
+    assert "started with " + "a" * 40 in logs[-1]
+    monkeypatch.setattr(rep, "_code", lambda: "a" * 40)
+    assert reproduce([item], out=tmp_path, share=True, log=logs.append) is True and trained == ["interrupted"]
+    assert not rep._claimed(d)  # the claim ends with the run
