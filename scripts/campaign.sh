@@ -82,11 +82,11 @@ run)
   if [ ! -x "$DIR/venv/bin/fer-bench" ]; then
     python3 -m venv "$DIR/venv"
     "$DIR/venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
-    "$DIR/venv/bin/pip" install -q -e "$DIR/code"
   fi
   HAVE=$(git -C "$DIR/code" rev-parse HEAD)
   NEW=$(checkout_at "$WANT")
   git -C "$DIR/code" checkout -q "$WANT"  # the commit the next call takes for runs that recorded none
+  "$DIR/venv/bin/pip" install -q -e "$DIR/code"  # COMMIT's dependencies (a no-op when they are there)
   pids=()
   # every half-way run finishes on the commit it started with, alone in its process; while it trains, its
   # .claim is held (inherited from here), so no worker of the new commit resumes it with other code
