@@ -250,7 +250,9 @@ def judged_claims(item: Planned) -> tuple[list, list[str]]:
 def claim_label(c) -> str:
     what = {"accuracy": "acc", "accuracy_gain": "gain", "per_class_accuracy": "per-class", "loss": "loss",
             "confusion_matrix": "matrix"}.get(c.metric, c.metric)
-    return f"{what} {c.as_printed if len(str(c.as_printed)) <= 12 else '(table)'}"
+    printed = str(c.as_printed)
+    return f"{what} " + ("(table)" if c.matrix and len(printed) > 12 else printed if len(printed) <= 24
+                         else printed[:21] + "...")
 
 
 def check_judgeable(plan: list[Planned]) -> dict[Planned, list]:

@@ -180,6 +180,10 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
         if deadline is not None and deadline - time.time() < MIN_START_S:
             log(f"Time limit: {name} not started (less than {MIN_START_S // 60} minutes left).")
             return False
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"{name}: cannot create {d} ({e.strerror}); choose a writable --out.") from None
         with _claim(d) if share else contextlib.nullcontext(True) as mine:
             now = state(item, out, published, claimed_here=share) if mine else {}
             if not mine or now["state"] in ("running", "foreign"):  # (completed meanwhile: its run is counted)

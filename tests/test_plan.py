@@ -293,3 +293,10 @@ def test_share_never_resumes_a_run_that_started_with_other_code(tmp_path, monkey
     monkeypatch.setattr(rep, "_code", lambda: "a" * 40)
     assert reproduce([item], out=tmp_path, share=True, log=logs.append) is True and trained == ["interrupted"]
     assert not rep._claimed(d)  # the claim ends with the run
+
+
+def test_an_out_that_cannot_hold_run_directories_exits_2(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(UserError, match="cannot create"):
+        reproduce([Planned("du_resnet_fc", "resnet50", 1)], out=not_a_dir, log=lambda m: 0)
