@@ -260,17 +260,7 @@ def _claim(d: Path):
 
 def _claimed(d: Path) -> bool:
     """Whether another process holds ``d``'s claim (it is about to train, or trains, that run)."""
-    try:
-        f = open(d / ".claim")
-    except OSError:
-        return False
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    return is_locked(d, ".claim")
 
 
 def _fingerprint(data) -> str:

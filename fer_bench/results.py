@@ -85,9 +85,11 @@ def run_lock(run_dir: Path):
         f.close()
 
 
-def is_locked(run_dir: Path) -> bool:
+def is_locked(run_dir: Path, name: str = ".lock") -> bool:
+    """Whether another process holds the lock file ``name`` of ``run_dir`` (.lock: trains it; .claim: reproduce
+    --share claimed it)."""
     try:
-        f = open(run_dir / ".lock")
+        f = open(run_dir / name)
     except OSError:
         return False
     with f:
