@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
 from .errors import UserError
@@ -208,8 +208,9 @@ class _Safepoints(Callback):
     (saving is collective)."""
 
     def __init__(self, path: Path, every_s: float | None, deadline: float | None, timer: _TrainTimer,
-                 sigterm: _SigtermFlag):
+                 sigterm: _SigtermFlag, every_epoch: bool = True):
         self.path, self.every_s, self.deadline, self.timer, self.sigterm = path, every_s, deadline, timer, sigterm
+        self.every_epoch = every_epoch  # False: _LastCheckpoint saves at an epoch's end only when due (epoch_end_due)
         self._last = self._noted = time.monotonic()
 
     def _note_progress(self, trainer) -> None:
@@ -242,9 +243,38 @@ class _Safepoints(Callback):
             raise TimeLimitReached
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._last = time.monotonic()  # the end-of-epoch checkpoint was just written
+        if self.every_epoch:
+            self._last = time.monotonic()  # the end-of-epoch checkpoint is written at every epoch's end
         if trainer.is_global_zero:
             self._note_progress(trainer)
+
+    def epoch_end_due(self, trainer) -> bool:
+        """Whether the checkpoint at this epoch's end is written (rank 0 decides): every epoch (every_epoch), else
+        once ``every_s`` passed since the last one, at the last epoch, and when training stops."""
+        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) > 0
+        due = self.every_epoch or last_epoch or trainer.should_stop or \
+            (self.every_s is not None and time.monotonic() - self._last >= self.every_s)
+        return bool(trainer.strategy.broadcast(due, src=0))
+
+
+class _LastCheckpoint(ModelCheckpoint):
+    """last.ckpt at an epoch's end when ``safepoints`` says it is due (_Safepoints.epoch_end_due). On a CPU that is
+    every epoch (an epoch takes minutes); on a GPU an epoch takes seconds and a full checkpoint with optimizer state
+    (about 300 MB for a ResNet50) a good part of one, so it is written by wall-clock time and at the end. The state
+    key is ModelCheckpoint's: checkpoints written before keep their callback state on resume."""
+
+    def __init__(self, *args, safepoints: _Safepoints, **kw):
+        super().__init__(*args, **kw)
+        self.safepoints = safepoints
+
+    @property
+    def state_key(self) -> str:
+        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.safepoints.epoch_end_due(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+            self.safepoints._last = time.monotonic()
 
 
 class _KeepLog(Callback):

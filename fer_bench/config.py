@@ -125,6 +125,12 @@ KEYS: dict[str, Key] = {
             eval_batch_size=64,
             channels_last=(True, "NHWC memory layout"),
             compile=(False, "torch.compile the network (nn.Module.compile: checkpoints keep their keys)"),
+            compile_mode=("none", "how the network is compiled (nn.Module.compile; a network that cannot be is "
+                                  "trained eagerly, and metrics.json's execution says why): ",
+                          {"none": "eager (compile=true means default)",
+                           "default": "torch.compile's default mode (inductor kernels)",
+                           "reduce-overhead": "inductor kernels replayed as CUDA graphs on a GPU: one launch for "
+                                              "the step's ~1,000 kernels"}),
             exclude_leaked=(False, "FER-2013: also evaluate on the test images without an exact or near duplicate "
                                    "in Training (fer_bench.data_audit), as extra splits <split>_unleaked")),
     **_keys("budget",
@@ -132,6 +138,9 @@ KEYS: dict[str, Key] = {
             val_subset=(0, ">0: validate on this many PublicTest images during training; profiles only")),
 }
 DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
+# keys added after run directories were named after the resolved recipe: ``resolve`` leaves one out while it is at its
+# default (a recipe that lacks a key counts it at its default), so no committed or running run changes its name
+IMPLICIT = frozenset({"compile_mode"})
 CHOICES: dict = {k: key.choices for k, key in KEYS.items() if key.choices}
 # keys that change neither what is trained nor its budget: a run that changes them is still the paper's recipe
 NEUTRAL = frozenset(k for k, key in KEYS.items() if key.group in ("protocol", "execution"))
@@ -234,7 +243,7 @@ def resolve(paper, model: str, profile: str = "paper", dataset: str = "fer2013",
         cfg["epochs"] = epochs
     cfg = apply_overrides(cfg, list(overrides))
     check_ranges(cfg)
-    return cfg
+    return {k: v for k, v in cfg.items() if not (k in IMPLICIT and v == DEFAULTS[k])}
 
 
 def _changed(cfg: dict, reference: dict) -> list[str]:

@@ -21,8 +21,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from . import config, protocols
-from .callbacks import (AtomicCheckpointIO, TimeLimitReached, _KeepLog, _Safepoints, _SigtermFlag, _Signalled,
-                        _TrainTimer)
+from .callbacks import (AtomicCheckpointIO, TimeLimitReached, _KeepLog, _LastCheckpoint, _Safepoints, _SigtermFlag,
+                        _Signalled, _TrainTimer)
 from .config import DATASETS, DEFAULTS, same_recipe
 from .data import load_fer2013, resolve_data_path
 from .jaffe import load_jaffe, resolve_jaffe_path
@@ -54,6 +54,21 @@ STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 # ddp_spawn/ddp_fork/ddp_notebook run the test in worker processes whose results never reach the process that
 # writes metrics.json: refused rather than recorded as a run with empty splits
 SPAWNING = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_true")
+
+
+def on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def execution(accelerator: str, deterministic: bool) -> dict:
+    """How a run executes on this accelerator, beside the recipe (none of it changes a result beyond floating-point
+    order). On a GPU, where an epoch takes seconds and a step is bound by launches and host work (issue 30):
+    cudnn.benchmark unless --deterministic; the training log every 50 steps (each row reads the loss back to the
+    host, a synchronisation); last.ckpt by wall-clock time and at the end, not at every epoch's end. On a CPU, what
+    it always was: a row every 10 steps, last.ckpt at every epoch's end."""
+    gpu = on_gpu(accelerator)
+    return {"benchmark": (not deterministic) if gpu else None, "log_every_n_steps": 50 if gpu else 10,
+            "checkpoint_every_epoch": not gpu}
 
 
 def check_hardware(accelerator: str, devices, num_nodes: int, strategy: str, precision: str | None) -> None:
@@ -360,21 +375,22 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=cfg["monitor"],
                            mode="max" if cfg["monitor"] == "val/acc" else "min", save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True)
-    # resumable state at every epoch end, and (_Safepoints) inside long epochs
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
-                           enable_version_counter=False)
     last_path = run_dir / "checkpoints" / "last.ckpt"
     timer, sigterm = _TrainTimer(), _SigtermFlag()
+    ex = execution(accelerator, deterministic)
+    safepoints = _Safepoints(last_path, checkpoint_every_s, deadline, timer, sigterm, ex["checkpoint_every_epoch"])
+    # resumable state at every epoch end (CPU) or by wall-clock time and at the end (GPU), and inside long epochs
+    last = _LastCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
+                           enable_version_counter=False, safepoints=safepoints)
     keep_log = _KeepLog(run_dir / "logs" / "metrics.csv") if resume else None
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
-        max_epochs=cfg["epochs"], max_time=max_time, deterministic=deterministic or None,
+        max_epochs=cfg["epochs"], max_time=max_time, deterministic=deterministic or None, benchmark=ex["benchmark"],
         logger=CSVLogger(run_dir, name="", version="logs"),
-        callbacks=[best, last, timer, sigterm, _Safepoints(last_path, checkpoint_every_s, deadline, timer, sigterm),
-                   *([keep_log] if keep_log else [])],
+        callbacks=[best, last, timer, sigterm, safepoints, *([keep_log] if keep_log else [])],
         use_distributed_sampler=False,  # FERDataModule shards itself, without padding the test sets
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10, default_root_dir=run_dir, plugins=[*_cluster_plugins(), AtomicCheckpointIO()],
+        log_every_n_steps=ex["log_every_n_steps"], default_root_dir=run_dir, plugins=[*_cluster_plugins(), AtomicCheckpointIO()],
         sync_batchnorm=_sync_batchnorm(accelerator, devices, num_nodes))
     status, stop = "completed", None  # stop: what the command raises once metrics.json records the stop
     splits, last_epoch, eval_s = {}, None, 0.0
@@ -436,6 +452,9 @@ def _run_one(paper, info, dataset, run_dir: Path, split: protocols.Split, *, res
                      "device_name": device_name(trainer.strategy.root_device.type),
                      "devices": trainer.num_devices, "num_nodes": trainer.num_nodes,
                      "precision": str(trainer.precision)},
+        # how it executed (not the recipe): compile_mode, whether the network ran compiled, and why not
+        "execution": {**module.execution, "cudnn_benchmark": bool(ex["benchmark"]),
+                      "checkpoint_every_epoch": ex["checkpoint_every_epoch"]},
         "software": software(),
         "dataset": {"name": getattr(dataset, "name", "fer2013"), "format": dataset.format,
                     "fingerprint": dataset.fingerprint, "n": len(dataset.labels)},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torchmetrics
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
@@ -31,13 +32,18 @@ class _Batches(Sampler):
     this rank's share of a common permutation. Evaluation: this rank's share, in order, unpadded.
     The epoch is the one Lightning is training (the fit loop's processed-epoch count, read when iteration
     starts): a run resumed from an end-of-epoch checkpoint creates its first iterator before it advances
-    trainer.current_epoch, which would replay the previous epoch's order."""
+    trainer.current_epoch, which would replay the previous epoch's order.
+
+    The permutation is drawn on the CPU generator (the same order on every machine) and moved to the data's device
+    (``device_fn``) once per epoch; the batches are views of that one tensor. An index tensor on the host indexing
+    images on a GPU is copied there with a blocking synchronisation at every step (issue 30)."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int, epoch_fn=None,
-                 done_fn=None):
+                 done_fn=None, device_fn=None):
         self.n, self.bs, self.shuffle, self.seed, self.rank, self.world = n, batch_size, shuffle, seed, rank, world
         self.epoch_fn = epoch_fn or (lambda: 0)
         self.done_fn = done_fn or (lambda: 0)  # training batches of the current epoch already trained
+        self.device_fn = device_fn or (lambda: torch.device("cpu"))  # where the images are indexed
         self._resume: dict | None = None  # from a mid-epoch checkpoint (load_state_dict)
 
     def state_dict(self) -> dict:
@@ -57,7 +63,7 @@ class _Batches(Sampler):
         return idx[self.rank :: self.world]
 
     def __iter__(self):
-        idx = self._indices()
+        idx = self._indices().to(self.device_fn())  # one copy per epoch, none per step
         stop = len(idx) - len(idx) % self.bs if self.shuffle and len(idx) >= self.bs else len(idx)
         batches = idx[:stop].split(self.bs) if stop else ()
         resume, self._resume = self._resume, None
@@ -164,7 +170,8 @@ class FERDataModule(L.LightningDataModule):
         fit = t.fit_loop if t is not None else None
         sampler = _Batches(len(ds), batch_size, shuffle, self.seed, rank, world,
                            epoch_fn=(lambda: fit.epoch_progress.current.processed) if fit else None,
-                           done_fn=(lambda: fit.epoch_loop.batch_progress.current.processed) if fit else None)
+                           done_fn=(lambda: fit.epoch_loop.batch_progress.current.processed) if fit else None,
+                           device_fn=lambda: ds.images.device)  # read when an epoch starts: after setup's move
         pin = ds.images.device.type == "cpu" and t is not None and t.strategy.root_device.type == "cuda"
         return (_ResumableLoader if shuffle else DataLoader)(ds, sampler=sampler, batch_size=None, num_workers=0,
                                                              pin_memory=pin)
@@ -183,6 +190,21 @@ class FERDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return [self._loader(ds, self.cfg["eval_batch_size"], shuffle=False) for ds in self.test_sets]
+
+
+COMPILE_MODES = {"default": {}, "reduce-overhead": {"mode": "reduce-overhead"}}  # compile_mode -> torch.compile's
+
+
+def compile_mode(cfg: dict) -> str:
+    """The recipe's compile_mode (an execution key); the older compile=true is compile_mode=default."""
+    mode = cfg.get("compile_mode", "none")
+    return "default" if mode == "none" and cfg.get("compile") else mode
+
+
+def _compile_error(e: BaseException) -> bool:
+    """An error of torch.compile's capture or code generation (dynamo, inductor, a failed C++ build), not of the
+    model: those fall back to eager execution."""
+    return type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def _split_metrics() -> torchmetrics.MetricCollection:
@@ -216,6 +238,9 @@ class FERClassifier(L.LightningModule):
         self.test_loss = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])
         self.test_loss_sq = nn.ModuleList([torchmetrics.MeanMetric() for _ in self.test_names])  # per-image loss^2
         self.test_results: dict = {}
+        # how the network was executed: metrics.json records it (compile_mode, whether it ran compiled, and why not)
+        self.execution = {"compile_mode": compile_mode(cfg), "compiled": False, "fallback": None}
+        self._checked: set[bool] = set()  # the modes (training or not) whose first compiled call succeeded
 
     def forward(self, x):
         return self.model(x)
@@ -223,9 +248,46 @@ class FERClassifier(L.LightningModule):
     def setup(self, stage):
         if self.cfg["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
-        if self.cfg.get("compile") and not getattr(self, "_compiled", False):
-            self.model.compile()  # in place: the state_dict keys (and so the checkpoints) stay the same
+        mode = self.execution["compile_mode"]
+        if mode != "none" and not getattr(self, "_compiled", False):
+            # dropout draws eager's random numbers (inductor has its own generator): the same draws from (seed, step)
+            # whether or not the network is compiled, so a compiled run is the eager run up to floating-point order
+            import torch._inductor.config as inductor_config
+            inductor_config.fallback_random = True
+            # in place: the state_dict keys (and so the checkpoints) stay the same
+            self.model.compile(**COMPILE_MODES[mode])
             self._compiled = True
+            self.execution["compiled"] = True
+
+    def _call(self, fn, *args):
+        """fn(*args), through the compiled network when there is one. torch.compile captures and builds at the first
+        call in each mode (training, evaluation) and at a new batch shape: if that fails, the network runs eagerly
+        from then on, the reason is logged and recorded, and the call is repeated eagerly with the random state it
+        began with (so the step draws what an eager step draws)."""
+        if not self.execution["compiled"]:
+            return fn(*args)
+        if self.execution["compile_mode"] == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: the graphs' previous outputs may be reused
+        training = self.model.training
+        if training in self._checked and training:  # training shapes never change after the first step
+            return fn(*args)
+        rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            out = fn(*args)
+        except Exception as e:
+            if not _compile_error(e):
+                raise
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+            rank_zero_warn(f"compile_mode={self.execution['compile_mode']}: the network could not be compiled "
+                           f"({reason}); it runs eagerly.")
+            self.model._compiled_call_impl = None  # nn.Module.compile's hook: eager from now on
+            self.execution.update(compiled=False, fallback=reason)
+            torch.set_rng_state(rng[0])
+            if rng[1] is not None:
+                torch.cuda.set_rng_state_all(rng[1])
+            return fn(*args)
+        self._checked.add(training)
+        return out
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         x, y = batch
@@ -292,20 +354,23 @@ class FERClassifier(L.LightningModule):
         x, y = batch
         if len(x) != len(y):  # train_views=tencrop: each image's views are adjacent rows, each a sample
             y = y.repeat_interleave(len(x) // len(y))
-        logits = self.model(x)
+        logits = self._call(self.model, x)
         loss = self.criterion(logits, y)
         # not in the progress bar: reading it every step would sync the host with a GPU at every step
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
-        # the epoch means: Lightning computes and resets the metrics at the epoch's end (names as Lightning's own)
-        self.train_loss_epoch.update(loss.detach(), weight=len(y))
-        self.train_acc_epoch.update((logits.argmax(-1) == y).float().mean(), weight=len(y))
+        # the epoch means: Lightning computes and resets the metrics at the epoch's end (names as Lightning's own).
+        # The weight is made on the loss's device: a Python number would be copied there (torchmetrics'
+        # torch.as_tensor), a blocking host-to-GPU copy at every step
+        weight = loss.detach().new_full((), float(len(y)), dtype=torch.float32)
+        self.train_loss_epoch.update(loss.detach(), weight=weight)
+        self.train_acc_epoch.update((logits.argmax(-1) == y).float().mean(), weight=weight)
         self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True)
         self.log("train/acc", self.train_acc_epoch, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.predict_logits(x)
+        logits = self._call(self.predict_logits, x)
         self.val_loss.update(self.criterion(logits.float(), y), weight=len(y))
         self.val_acc.update(logits, y)
         self.log("val/loss", self.val_loss, prog_bar=True, on_epoch=True, on_step=False)
@@ -313,7 +378,7 @@ class FERClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         x, y = batch
-        plain, logits = tta.evaluate(self.model, x, self.cfg)  # the same tensor without TTA
+        plain, logits = self._call(tta.evaluate, self.model, x, self.cfg)  # the same tensor without TTA
         per_image = nn.functional.cross_entropy(logits.float(), y, reduction="none")
         self.test_loss[dataloader_idx].update(per_image)  # means over every image of the split
         self.test_loss_sq[dataloader_idx].update(per_image ** 2)
@@ -350,15 +415,27 @@ class FERClassifier(L.LightningModule):
         return optimizers(self.parameters(), self.cfg)
 
 
-# the recipe's optimizer and scheduler keys name one of these small callables each
+# the recipe's optimizer and scheduler keys name one of these small callables each (``kw``: execution only, e.g.
+# fused=True, never a hyper-parameter)
 OPTIMIZERS = {
-    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
-                                               nesterov=cfg["nesterov"], weight_decay=cfg["weight_decay"]),
-    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]),
-                                                 eps=cfg["adam_eps"], weight_decay=cfg["weight_decay"]),
-    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]),
-                                                   eps=cfg["adam_eps"], weight_decay=cfg["weight_decay"]),
+    "sgd": lambda params, cfg, **kw: torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                                                     nesterov=cfg["nesterov"], weight_decay=cfg["weight_decay"], **kw),
+    "adam": lambda params, cfg, **kw: torch.optim.Adam(params, lr=cfg["lr"], betas=(cfg["adam_beta1"],
+                                                       cfg["adam_beta2"]), eps=cfg["adam_eps"],
+                                                       weight_decay=cfg["weight_decay"], **kw),
+    "adamw": lambda params, cfg, **kw: torch.optim.AdamW(params, lr=cfg["lr"], betas=(cfg["adam_beta1"],
+                                                         cfg["adam_beta2"]), eps=cfg["adam_eps"],
+                                                         weight_decay=cfg["weight_decay"], **kw),
 }
+FUSED_DEVICES = ("cuda",)  # where the optimisers run fused; on CPUs the for-loop kernels of before (same numbers)
+
+
+def fused_kwargs(params: list) -> dict:
+    """{"fused": True} when every parameter lives on a device of FUSED_DEVICES: one kernel updates every tensor (and
+    under 16-mixed the inf check of the grad scaler stays on the device), instead of a kernel per tensor and a Python
+    loop. The same update rule and hyper-parameters (tests/test_training.py: equal within float tolerance)."""
+    devices = {p.device.type for p in params}
+    return {"fused": True} if devices and devices <= set(FUSED_DEVICES) else {}
 
 
 def _plateau(opt, cfg):
@@ -382,7 +459,8 @@ SCHEDULES = {  # (optimizer, recipe) -> Lightning's lr_scheduler config
 
 def optimizers(params, cfg: dict):
     """The optimiser and LR schedule the recipe's ``optimizer`` and ``scheduler`` keys name."""
-    opt = OPTIMIZERS[cfg["optimizer"]](params, cfg)
+    params = list(params)
+    opt = OPTIMIZERS[cfg["optimizer"]](params, cfg, **fused_kwargs(params))
     if cfg["scheduler"] == "none":
         return opt
     return {"optimizer": opt, "lr_scheduler": SCHEDULES[cfg["scheduler"]](opt, cfg)}

@@ -47,7 +47,7 @@ def test_gpu_reproduce_starts_a_run_only_if_every_run_still_ends_in_time():
 def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path):
     r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "600", "--out",
                         str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set",
-                        "eval_batch_size=16"],
+                        "eval_batch_size=16", "--tune-s", "30"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
@@ -107,14 +107,14 @@ def test_gpu_reproduce_missing_data_exits_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_gpu_reproduce_whose_runs_all_fail_exits_non_zero(tmp_path):
+def test_gpu_reproduce_with_a_recipe_no_run_can_train_exits_2_before_anything_starts(tmp_path):
+    """Issue 29's lr=nan started both runs, which failed (exit 1); since issue 30 each run's recipe is resolved for
+    the packing before anything starts, so it is refused at once."""
     r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "300", "--out",
-                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set", "lr=nan"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "no run completed (rodrigues_cnn/cnn8/s0: exit 2, rodrigues_cnn/cnn8/s1: exit 2)" in r.stderr
-    res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
-    assert res["runs"] == {} and res["budget_s"] == 300
+                        str(tmp_path / "out"), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set", "lr=nan",
+                        "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "--set lr=nan: give a finite number" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_gpu_reproduce_progress_without_an_epoch_is_no_progress(tmp_path):
@@ -122,3 +122,85 @@ def test_gpu_reproduce_progress_without_an_epoch_is_no_progress(tmp_path):
     d.mkdir(parents=True)
     (d / "progress.json").write_text('{"batch": 3}')
     assert _gpu_reproduce().fraction_done(tmp_path, "p", "m", 0) is None  # was a KeyError
+
+
+def test_the_packing_starts_only_runs_that_finish_longest_first_within_a_seed():
+    tune = _gpu_tune()
+    jobs = [{"name": "a0", "tier": 0, "seconds": 100}, {"name": "b0", "tier": 0, "seconds": 300},
+            {"name": "c1", "tier": 1, "seconds": 50}, {"name": "d1", "tier": 1, "seconds": 400}]
+    # one process, 480 s, 30 s kept free: b0 (longest of seed 0) then a0, then c1; d1 (400 s) can never finish
+    plan = tune.simulate(jobs, 1, 480, margin=30)
+    assert [(p["name"], p["start"], p["end"]) for p in plan] == [("b0", 0, 300), ("a0", 300, 400), ("c1", 400, 450)]
+    # two processes: b0 and a0 at once, then c1 at 100; d1 from 150 would end at 550 > 450: not started
+    plan = tune.simulate(jobs, 2, 480, margin=30)
+    assert [(p["name"], p["start"], p["slot"]) for p in plan] == [("b0", 0, 0), ("a0", 0, 1), ("c1", 100, 1)]
+    assert all(p["end"] <= 450 for p in plan)
+    # the level that completes the most runs wins: 4 processes at half the speed each finish all four
+    slow = [{**j, "seconds": j["seconds"] * 1.1} for j in jobs]
+    procs, plan = tune.choose({1: jobs, 4: slow}, 480, margin=30)
+    assert procs == 4 and len(plan) == 4
+
+
+def test_a_runs_seconds_come_from_the_measured_rates():
+    tune = _gpu_tune()
+    row = {"procs": 2, "mode": "eager", "train_steps_per_s": 40.0, "eval_steps_per_s": 100.0, "batch_size": 32,
+           "eval_batch_size": 64, "compile_s": 50.0}
+    sizes = {"train": 28709, "val": 3589, "tests": [3589, 3589]}
+    # each of 2 processes: 20 train steps/s, 50 eval steps/s; 897 steps + 57 val batches an epoch; 2 x 114 at the end
+    per_epoch = 897 / 20 + 57 / 50
+    assert tune.estimate(row, sizes, 30) == pytest.approx(tune.START_S + 30 * per_epoch + 2 * 114 / 50)
+    assert tune.estimate(row, sizes, 30, done=0.5) == pytest.approx(tune.START_S + 15 * per_epoch + 2 * 114 / 50)
+    graphs = {**row, "mode": "graphs"}  # its compilation counts
+    assert tune.estimate(graphs, sizes, 30) == pytest.approx(tune.estimate(row, sizes, 30) + 50.0)
+    rows = tune.faithful([{"kind": "k", "mode": "eager", "first_loss": 2.0}, {"kind": "k", "mode": "graphs",
+                           "first_loss": 2.01, "compiled": True}, {"kind": "k", "mode": "graphs", "first_loss": 2.5,
+                                                                  "compiled": True}])
+    assert [r["faithful"] for r in rows] == [True, True, False]
+
+
+def test_the_default_queue_answers_claims_and_leaves_out_committed_du_runs():
+    mod = _gpu_reproduce()
+    queue = mod.default_queue()
+    assert ("du_resnet_fc", "resnet50", 0, ()) not in queue  # committed, completed under results/runs
+    assert ("du_resnet_fc", "resnet50", 1, ()) in queue and ("miao_presnet_vgg", "presnet_vgg", 2,
+                                                               ("protocol=paper",)) in queue
+    assert [j[2] for j in queue] == sorted(j[2] for j in queue)  # seed-major: every model's seed 0 first
+    mod.check_plan(queue, dry_run=False)  # fer_bench.plan.check_judgeable: each run answers a claim
+    from fer_bench.errors import UserError
+    with pytest.raises(UserError, match="no claim"):
+        mod.check_plan([("miao_presnet_vgg", "presnet", 0, ())], dry_run=False)  # canonical: judged on nothing
+
+
+def test_a_second_call_resumes_what_the_first_left_half_way(tmp_path):
+    """The call's end kills everything (SIGKILL of the process group) after a run's first checkpoint; the same
+    command with the same --work continues that run from its checkpoint, reuses the tuning table, and completes."""
+    import signal
+    import time
+    work, cmd = tmp_path / "work", [sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "500",
+                                    "--tune-s", "30", "--queue", "rodrigues_cnn:cnn8:0", "--set", "epochs=4",
+                                    "--set", "eval_batch_size=16"]
+    first = subprocess.Popen([*cmd, "--work", str(work), "--out", str(tmp_path / "out1")], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 400
+    while not list(work.glob("results/runs/*/*/*/progress.json")) or \
+            json.loads(next(work.glob("results/runs/*/*/*/progress.json")).read_text())["epoch"] < 1:
+        assert time.time() < deadline and first.poll() is None
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    r = subprocess.run([*cmd, "--work", str(work), "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "tuning table from" in r.stdout
+    res = json.loads((tmp_path / "out2" / "gpu_reproduce.json").read_text())
+    (run,) = res["schedule"]
+    assert run["run"] == "rodrigues_cnn/cnn8/s0" and 0 < run["resumed_from"] < 1
+    assert res["runs"]["rodrigues_cnn/cnn8/s0"]["status"] == "completed"
+    assert len(list(work.glob("results/runs/*/*/*"))) == 1  # the same run directory, continued
+    assert json.loads((tmp_path / "out2" / "tune.json").read_text())["rows"]
+
+
+def _gpu_tune():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gpu_tune
+    return gpu_tune

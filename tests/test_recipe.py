@@ -25,7 +25,7 @@ def test_every_key_has_a_group_type_and_valid_default():
         assert not key.choices or key.default in key.choices, name
     # one list of budget-neutral keys, for the runner's budget and the report's groups alike
     assert NEUTRAL == {"protocol", "split_seed", "folds_by", "tta", "eval_batch_size", "channels_last", "compile",
-                       "exclude_leaked"}  # protocol=paper's subset sizes are not: other sizes, other images
+                       "compile_mode", "exclude_leaked"}  # protocol=paper's subset sizes are not: other sizes, other images
     assert {k for k, key in KEYS.items() if key.group == "budget"} == {"train_subset", "val_subset"}
 
 
