@@ -91,5 +91,7 @@ def test_registry_wide_tests_take_in_a_sixth_paper():
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert f"test_every_registered_paper_is_audited[{PAPER_ID}]" in r.stdout
     assert f"test_preprocess_is_bit_identical_to_the_code_before_stages[{PAPER_ID}/{MODEL}/paper]" in r.stdout
-    assert " failed" not in r.stdout and " skipped" not in r.stdout.split("short test summary")[-1].replace(
-        "test_every_registered_seed_text_exists", "")
+    summary = r.stdout.split("short test summary")[-1]
+    skipped = [line for line in summary.splitlines() if line.startswith("SKIPPED")]
+    # the one allowed skip: a checkout without shared/ beside it has no paper texts to look for
+    assert " failed" not in summary and all("papers' texts are not beside" in line for line in skipped), skipped
