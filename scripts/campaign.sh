@@ -108,17 +108,31 @@ run)
     LEFT=$((END - $(date +%s)))
     [ "$LEFT" -ge 300 ] || break
     echo "campaign: finishing the half-way run(s) started with $sha on that commit"
-    fds=()
-    while read -r key d; do  # hold the claims of this commit's half-way runs for the finishing process
+    fds=(); dirs=(); share=()
+    while read -r key d; do
       [ "$key" = "$sha" ] || { [ "$key" = unknown ] && [ "$sha" = "$HAVE" ]; } || continue
-      exec {fd}> "$d/.claim"; flock -n "$fd" || die "$d is claimed by another process."; fds+=("$fd")
+      dirs+=("$d")
     done < <("$(python_for)" "$REPO/scripts/campaign_halfway.py" commits "$DIR/results")
+    if grep -q -- '"--share"' "$OLD/fer_bench/cli.py"; then
+      share=(--share)  # that code claims its runs itself: a claim held here would read to it as another process's
+    else  # older code ignores claims: hold them here (inherited) so no new worker resumes its runs with other code
+      for d in "${dirs[@]}"; do
+        exec {fd}> "$d/.claim"; flock -n "$fd" || die "$d is claimed by another process."; fds+=("$fd")
+      done
+    fi
     if [ "$WORKERS" -gt 1 ]; then
       OMP_NUM_THREADS=$THREADS fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" \
-          --out "$DIR/results" --time-limit "$(hms "$LEFT")" --no-progress & pids+=($!)
+          --out "$DIR/results" --time-limit "$(hms "$LEFT")" --no-progress "${share[@]}" & pids+=($!)
+      # the new commit's workers start once that process holds its first run (a worker's brief look at a claim
+      # would otherwise make it leave that run alone)
+      for _ in $(seq 120); do
+        kill -0 "${pids[-1]}" 2> /dev/null || break
+        held=0; for d in "${dirs[@]}"; do flock -n "$d/.lock" true 2> /dev/null || held=1; done
+        [ "$held" = 1 ] && break; sleep 1
+      done
     else
       fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" --out "$DIR/results" \
-          --time-limit "$(hms "$LEFT")" --no-progress
+          --time-limit "$(hms "$LEFT")" --no-progress "${share[@]}"
     fi
     for fd in "${fds[@]}"; do exec {fd}>&-; done
   done
