@@ -201,6 +201,11 @@ def compile_mode(cfg: dict) -> str:
     return "default" if mode == "none" and cfg.get("compile") else mode
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _compile_error(e: BaseException) -> bool:
     """An error of torch.compile's capture or code generation (dynamo, inductor, a failed C++ build), not of the
     model: those fall back to eager execution."""
@@ -277,7 +282,11 @@ class FERClassifier(L.LightningModule):
         except Exception as e:
             if not _compile_error(e):
                 raise
-            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+            reason = _first_line(e)
+            root = e
+            while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+                root = inner  # the backend's own error, which torch wraps ("backend='...' raised:")
+            reason = (reason if root is e else f"{reason} {_first_line(root)}")[:500]
             rank_zero_warn(f"compile_mode={self.execution['compile_mode']}: the network could not be compiled "
                            f"({reason}); it runs eagerly.")
             self.model._compiled_call_impl = None  # nn.Module.compile's hook: eager from now on
