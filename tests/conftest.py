@@ -108,6 +108,31 @@ def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.C
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def cli_here(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`fer-bench ARGS` run in this process, for commands that stop before they train (bad input): the same exit
+    status, stdout and stderr as `cli` gives, without a new interpreter importing torch again (2-3 s a call on the
+    2-core CI machine). A traceback would escape as the exception itself. Commands that train, or that depend on
+    the environment at import time ($FER_BENCH_PAPERS) or on signals, use `cli`."""
+    import contextlib
+    import io
+
+    from fer_bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["fer-bench", *args], code, out.getvalue(), err.getvalue())
+
+
 def only_metrics(out: Path) -> dict:
     """The metrics.json of the one run under ``out`` (fails if there are none or several)."""
     (path,) = out.glob("runs/*/*/*/metrics.json")

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, cli, write_csv, write_folder
+from conftest import ROOT, cli_here, write_csv, write_folder
 from fer_bench.data import cache_dir, load_fer2013
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # permissions do not stop root
@@ -192,7 +192,7 @@ def test_bad_input(case, tmp_path, monkeypatch):
     env = {"FER_BENCH_CACHE": str(tmp_path / "cache")}
     env.update({k: v.format(tmp=tmp_path) for k, v in (case.env or {}).items()})
     try:
-        r = cli(*args, env=env)
+        r = cli_here(*args, env=env)
     finally:
         for p in tmp_path.rglob("*"):  # let pytest delete what the row made unreadable
             p.chmod(0o755)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cli
+from conftest import cli, cli_here
 from fer_bench.check import consistency
 
 TOP_KEYS = {"schema", "paper", "model", "profile", "protocol", "seed", "run_id", "status", "epochs_planned",
@@ -82,7 +82,7 @@ def test_smoke_run_on_tiny_data_writes_the_contract(tmp_path, tiny_csv):
     (["run", "--paper", "huang_fpn", "--data", "/nonexistent/fer2013"], "FER-2013 not found"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
-    r = cli(*args, "--out", str(tmp_path / "out"))
+    r = cli_here(*args, "--out", str(tmp_path / "out"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not list(tmp_path.glob("out/runs/*/*/*"))  # nothing half-written

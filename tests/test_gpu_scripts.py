@@ -46,23 +46,23 @@ def test_gpu_reproduce_starts_a_run_only_if_every_run_still_ends_in_time():
 
 def test_gpu_reproduce_dry_run_runs_the_queue_and_packs_completed_runs(tmp_path):
     r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "600", "--out",
-                        str(tmp_path), "--queue", "rodrigues_cnn:cnn8:0,rodrigues_cnn:cnn8:1", "--set",
+                        str(tmp_path), "--queue", "miao_presnet_vgg:presnet:0,miao_presnet_vgg:presnet:1", "--set",
                         "eval_batch_size=16", "--tune-s", "30"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_reproduce.json").read_text())
-    assert [s["run"] for s in res["schedule"]] == ["rodrigues_cnn/cnn8/s0", "rodrigues_cnn/cnn8/s1"]
-    assert {k: v["status"] for k, v in res["runs"].items()} == {"rodrigues_cnn/cnn8/s0": "completed",
-                                                                 "rodrigues_cnn/cnn8/s1": "completed"}
+    assert [s["run"] for s in res["schedule"]] == ["miao_presnet_vgg/presnet/s0", "miao_presnet_vgg/presnet/s1"]
+    assert {k: v["status"] for k, v in res["runs"].items()} == {"miao_presnet_vgg/presnet/s0": "completed",
+                                                                 "miao_presnet_vgg/presnet/s1": "completed"}
     with tarfile.open(tmp_path / "runs.tar.gz") as t:
         names = t.getnames()
     assert not any(n.endswith(".ckpt") for n in names)
     for seed in (0, 1):
-        assert sum(n.startswith(f"runs/rodrigues_cnn/cnn8/repro-s{seed}-") and n.endswith("/metrics.json")
+        assert sum(n.startswith(f"runs/miao_presnet_vgg/presnet/repro-s{seed}-") and n.endswith("/metrics.json")
                    for n in names) == 1
-        assert f"logs/rodrigues_cnn-cnn8-s{seed}.log" in names
+        assert f"logs/miao_presnet_vgg-presnet-s{seed}.log" in names
         (m,) = [n for n in names
-                if n.startswith(f"runs/rodrigues_cnn/cnn8/repro-s{seed}-") and n.endswith("/metrics.json")]
+                if n.startswith(f"runs/miao_presnet_vgg/presnet/repro-s{seed}-") and n.endswith("/metrics.json")]
         with tarfile.open(tmp_path / "runs.tar.gz") as t:
             assert json.load(t.extractfile(m))["config"]["eval_batch_size"] == 16  # --set reached every run
 
@@ -177,7 +177,7 @@ def test_a_second_call_resumes_what_the_first_left_half_way(tmp_path):
     import signal
     import time
     work, cmd = tmp_path / "work", [sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "500",
-                                    "--tune-s", "30", "--queue", "rodrigues_cnn:cnn8:0", "--set", "epochs=4",
+                                    "--tune-s", "30", "--queue", "miao_presnet_vgg:presnet:0", "--set", "epochs=4",
                                     "--set", "eval_batch_size=16"]
     first = subprocess.Popen([*cmd, "--work", str(work), "--out", str(tmp_path / "out1")], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -194,8 +194,8 @@ def test_a_second_call_resumes_what_the_first_left_half_way(tmp_path):
     assert "tuning table from" in r.stdout
     res = json.loads((tmp_path / "out2" / "gpu_reproduce.json").read_text())
     (run,) = res["schedule"]
-    assert run["run"] == "rodrigues_cnn/cnn8/s0" and 0 < run["resumed_from"] < 1
-    assert res["runs"]["rodrigues_cnn/cnn8/s0"]["status"] == "completed"
+    assert run["run"] == "miao_presnet_vgg/presnet/s0" and 0 < run["resumed_from"] < 1
+    assert res["runs"]["miao_presnet_vgg/presnet/s0"]["status"] == "completed"
     assert len(list(work.glob("results/runs/*/*/*"))) == 1  # the same run directory, continued
     assert json.loads((tmp_path / "out2" / "tune.json").read_text())["rows"]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, only_metrics, write_csv
+from conftest import ROOT, cli, cli_here, only_metrics, write_csv
 from fer_bench.reproduce import Planned, load_plan, make_plan, parse_time_limit, reproduce, state, status_table
 
 # 56 training images at 32x32, batches of 8: 7 steps an epoch, a checkpoint after every step
 SETS = ["--set", "input_size=32", "--set", "eval_batch_size=8", "--set", "batch_size=8", "--set", "train_subset=0",
         "--set", "epochs=3"]
-ARGS = ["--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", *SETS, "--deterministic",
+ARGS = ["--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", *SETS, "--deterministic",
         "--no-progress", "--checkpoint-minutes", "0.00001", "--purpose", "a test of the machinery"]
 
 
@@ -96,7 +96,7 @@ def test_mid_epoch_resume_continues_the_same_batches(data, tmp_path, uninterrupt
         if calls["n"] == 10:
             raise Killed  # like SIGKILL: nothing after this point runs, metrics.json is not written
 
-    plan = make_plan("huang_fpn", "resnet50", "0", "smoke", [s for s in SETS if s != "--set"])
+    plan = make_plan("miao_presnet_vgg", "presnet", "0", "smoke", [s for s in SETS if s != "--set"])
     kw = dict(data=data, out=tmp_path, checkpoint_every_s=1e-6, progress=False, deterministic=True, log=lambda m: 0)
     runner._Safepoints.on_train_batch_end = stop_after_ten
     try:
@@ -131,7 +131,7 @@ def test_time_limit_stops_cleanly_and_the_same_command_continues(data, tmp_path,
     import fer_bench.reproduce as rep
 
     monkeypatch.setattr(rep, "MIN_START_S", 0)
-    plan = make_plan("huang_fpn", "resnet50", "0", "smoke", [s for s in SETS if s != "--set"])
+    plan = make_plan("miao_presnet_vgg", "presnet", "0", "smoke", [s for s in SETS if s != "--set"])
     kw = dict(data=data, out=tmp_path, checkpoint_every_s=1e9, progress=False, deterministic=True, log=lambda m: 0)
     assert reproduce(plan, time_limit=1.0, **kw) is False  # the limit passes during the first epoch
     m = only_metrics(tmp_path)
@@ -158,7 +158,7 @@ def test_sigterm_checkpoints_the_step_it_arrived_in_and_the_same_command_continu
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, *a, **k)
 
-    plan = make_plan("huang_fpn", "resnet50", "0", "smoke", [s for s in SETS if s != "--set"])
+    plan = make_plan("miao_presnet_vgg", "presnet", "0", "smoke", [s for s in SETS if s != "--set"])
     kw = dict(data=data, out=tmp_path, checkpoint_every_s=1e9, progress=False, deterministic=True, log=lambda m: 0)
     monkeypatch.setattr(FERClassifier, "training_step", sigterm_in_step_ten)
     with pytest.raises(UserError) as e:
@@ -220,7 +220,7 @@ def test_run_dir_names_the_recipe():
     (["--plan", "/nonexistent/plan.toml"], "cannot read"),
 ])
 def test_bad_input_exits_2(args, fragment, tmp_path):
-    r = cli("reproduce", *args, "--out", str(tmp_path), "--status")
+    r = cli_here("reproduce", *args, "--out", str(tmp_path), "--status")
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists()
 

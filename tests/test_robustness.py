@@ -13,10 +13,10 @@ import pytest
 
 from papers import get_paper
 
-from conftest import ROOT, cli, only_metrics, write_csv
+from conftest import ROOT, cli, cli_here, only_metrics, write_csv
 
-# a 28-image training set at 32x32: a ResNet50 epoch takes a second or two on the CPU
-TINY = ["--paper", "huang_fpn", "--model", "resnet50", "--profile", "smoke", "--no-progress",
+# a 28-image training set at 32x32: a PResNet epoch (0.87M parameters) takes well under a second on the CPU
+TINY = ["--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", "--no-progress",
         "--set", "input_size=32", "--set", "eval_batch_size=8", "--set", "batch_size=8"]
 
 
@@ -64,7 +64,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(data, tmp_path, uninterrupt
     _wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    (run_dir,) = tmp_path.glob("runs/huang_fpn/resnet50/*")
+    (run_dir,) = tmp_path.glob("runs/miao_presnet_vgg/presnet/*")
     if sig == signal.SIGKILL:  # no chance to write anything: the run has only run.json and its checkpoint
         assert not (run_dir / "metrics.json").exists()
     else:
@@ -203,7 +203,7 @@ def test_concurrent_runs_get_distinct_run_directories(data, tmp_path):
                               text=True) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
-    runs = list(tmp_path.glob("runs/huang_fpn/resnet50/*/metrics.json"))
+    runs = list(tmp_path.glob("runs/miao_presnet_vgg/presnet/*/metrics.json"))
     assert len(runs) == 2 and len({p.parent.name for p in runs}) == 2
 
 
@@ -225,7 +225,7 @@ def test_out_of_range_values_are_refused_before_a_run_directory_exists(setting, 
 @pytest.mark.parametrize("args, fragment", [(["--seed", "-1"], "--seed -1"), (["--seed", str(2**32)], "2^32"),
                                             (["--set", "lr=nan"], "finite")])
 def test_cli_bad_values_exit_2_without_an_orphan_directory(args, fragment, data, tmp_path):
-    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), *args)
+    r = cli_here("run", *TINY, "--data", str(data), "--out", str(tmp_path), *args)
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -238,19 +238,19 @@ def test_resume_refuses_what_the_run_was_not_started_with(change, fragment, data
     from fer_bench.results import write_json_atomic
 
     out = tmp_path / "out"
-    d = out / "runs/huang_fpn/resnet50/20260101-000000-s0-abcdef"
+    d = out / "runs/miao_presnet_vgg/presnet/20260101-000000-s0-abcdef"
     (d / "checkpoints").mkdir(parents=True)
     (d / "checkpoints" / "last.ckpt").write_bytes(b"not used: the check comes first")
     from fer_bench.runner import resolve_config
-    cfg = resolve_config("huang_fpn", "resnet50", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
-    write_json_atomic(d / "run.json", {"paper": "huang_fpn", "model": "resnet50", "profile": "smoke", "seed": 0,
+    cfg = resolve_config("miao_presnet_vgg", "presnet", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
+    write_json_atomic(d / "run.json", {"paper": "miao_presnet_vgg", "model": "presnet", "profile": "smoke", "seed": 0,
                                        "dataset": "fer2013", "config": cfg})
     args = list(TINY)
     if "--profile" in change:
         i = args.index("--profile")
         args[i + 1] = "paper"
-        change = ["--set", "pretrained=false"]  # huang's paper profile is pretrained: offline it would stop first
-    r = cli("run", *args, "--data", str(data), "--out", str(out), "--resume", *change)
+        change = ["--set", "pretrained=false"]  # (a paper profile that loads weights would stop first offline)
+    r = cli_here("run", *args, "--data", str(data), "--out", str(out), "--resume", *change)
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
 
 
@@ -258,13 +258,13 @@ def test_resume_refuses_another_dataset(data, tmp_path):
     from fer_bench.results import write_json_atomic
     from fer_bench.runner import resolve_config
 
-    d = tmp_path / "runs/huang_fpn/resnet50/20260101-000000-s0-abcdef"
+    d = tmp_path / "runs/miao_presnet_vgg/presnet/20260101-000000-s0-abcdef"
     (d / "checkpoints").mkdir(parents=True)
     (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    cfg = resolve_config("huang_fpn", "resnet50", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
-    write_json_atomic(d / "run.json", {"paper": "huang_fpn", "model": "resnet50", "profile": "smoke", "seed": 0,
+    cfg = resolve_config("miao_presnet_vgg", "presnet", "smoke", None, [a for a in TINY[TINY.index("--set"):] if a != "--set"])
+    write_json_atomic(d / "run.json", {"paper": "miao_presnet_vgg", "model": "presnet", "profile": "smoke", "seed": 0,
                                        "dataset": "fer2013", "config": cfg, "data_fingerprint": "0123abcd"})
-    r = cli("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--resume")
+    r = cli_here("run", *TINY, "--data", str(data), "--out", str(tmp_path), "--resume")
     assert r.returncode == 2 and "fingerprint 0123abcd" in r.stderr
 
 
