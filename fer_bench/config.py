@@ -144,6 +144,8 @@ IMPLICIT = frozenset({"compile_mode"})
 CHOICES: dict = {k: key.choices for k, key in KEYS.items() if key.choices}
 # keys that change neither what is trained nor its budget: a run that changes them is still the paper's recipe
 NEUTRAL = frozenset(k for k, key in KEYS.items() if key.group in ("protocol", "execution"))
+# keys that change only how a run executes (layout, compilation, evaluation batch, extra evaluated subsets)
+EXECUTION = frozenset(k for k, key in KEYS.items() if key.group == "execution")
 
 # profile name -> overrides. "paper" is the recipe as written; the others cut its budget.
 PROFILES: dict[str, dict] = {
@@ -273,9 +275,10 @@ def variant(paper, model: str, profile: str, cfg: dict, dataset: str = "fer2013"
     return ", ".join(f"{k}={cfg.get(k, DEFAULTS.get(k))}" for k in _changed(cfg, ref))
 
 
-def same_recipe(recorded: dict, current: dict) -> bool:
-    """Whether a recorded recipe is the current one (every key, NEUTRAL ones included). A key one of them lacks
-    counts at its default."""
+def same_recipe(recorded: dict, current: dict, ignore: frozenset = frozenset()) -> bool:
+    """Whether a recorded recipe is the current one (every key, NEUTRAL ones included, except those in ``ignore``).
+    A key one of them lacks counts at its default."""
     if not recorded:
         return False
-    return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k)) for k in set(recorded) | set(current))
+    return all(recorded.get(k, DEFAULTS.get(k)) == current.get(k, DEFAULTS.get(k))
+               for k in (set(recorded) | set(current)) - ignore)

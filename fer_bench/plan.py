@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import budget, same_recipe
+from .config import EXECUTION, budget, same_recipe
 from .data import CLASSES
 from .errors import UserError
 from .runner import resolve_config
@@ -63,8 +63,10 @@ class Planned:
                 return d
         return named
 
-    def differs(self, record: dict) -> list[str]:
-        """What a run.json/metrics.json record trained that this planned run does not (empty: the same run)."""
+    def differs(self, record: dict, execution: bool = True) -> list[str]:
+        """What a run.json/metrics.json record trained that this planned run does not (empty: the same run). With
+        ``execution=False`` the execution keys (config.EXECUTION: layout, compilation, evaluation batch, the extra
+        unleaked subsets) are not compared: a run that trained the same recipe another way answers the same claims."""
         out = []
         if record.get("seed") != self.seed:
             out.append(f"seed {record.get('seed')} (planned: {self.seed})")
@@ -73,8 +75,9 @@ class Planned:
         if (record.get("paper"), record.get("model")) != (self.paper, self.model):
             out.append(f"model {record.get('paper')}/{record.get('model')} (planned: {self.paper}/{self.model})")
         cfg, rec = self.config(), record.get("config") or {}
-        if rec and not same_recipe(rec, cfg):
-            keys = sorted(k for k in set(rec) | set(cfg) if k in rec and k in cfg and rec[k] != cfg[k])
+        ignore = frozenset() if execution else EXECUTION
+        if rec and not same_recipe(rec, cfg, ignore):
+            keys = sorted(k for k in (set(rec) | set(cfg)) - ignore if k in rec and k in cfg and rec[k] != cfg[k])
             out.append("recipe " + (", ".join(f"{k}={rec[k]} (planned: {cfg[k]})" for k in keys) or "keys differ"))
         return out
 

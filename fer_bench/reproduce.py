@@ -28,13 +28,15 @@ from .runner import RunInterrupted, TimeLimitReached, run
 
 def find_published(item: Planned, published: Path | None) -> Path | None:
     """A completed run of exactly this (paper, model, seed, recipe) under ``published``/runs (the committed results,
-    from any machine: a GPU run, another campaign), found by what its metrics.json records, not by its name."""
+    from any machine: a GPU run, another campaign), found by what its metrics.json records, not by its name. How it
+    executed (channels_last, compile_mode, eval_batch_size, exclude_leaked: config.EXECUTION) is not compared: a
+    GPU run compiled with CUDA graphs trained the same recipe as the CPU's eager plan."""
     if published is None:
         return None
     for m in sorted((Path(published) / "runs" / item.paper / item.model).glob("*/metrics.json")):
         d = _read_json(m) or {}
         if d.get("status") == "completed" and (d.get("dataset") or {}).get("name", "fer2013") == "fer2013" \
-                and not item.differs(d):
+                and not item.differs(d, execution=False):
             return m.parent
     return None
 

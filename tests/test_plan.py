@@ -128,6 +128,14 @@ def test_a_run_committed_elsewhere_is_not_trained_again(tmp_path, monkeypatch):
     assert state(other, tmp_path / "out", tmp_path / "committed")["state"] == "pending"
     changed = Planned("du_resnet_fc", "resnet50", 1, overrides=("lr=0.01",))
     assert state(changed, tmp_path / "out", tmp_path / "committed")["state"] == "pending"
+    # the same recipe executed another way (the GPU compiled it; the plan asks for the unleaked subsets too) is it
+    for how in (("compile_mode=reduce-overhead",), ("exclude_leaked=true", "channels_last=false", "eval_batch_size=8")):
+        assert state(Planned("du_resnet_fc", "resnet50", 1, overrides=how), tmp_path / "out",
+                     tmp_path / "committed")["state"] == "published", how
+    # ... but not under another protocol or test-time augmentation: those answer other claims
+    for what in (("protocol=paper",), ("tta=hflip",)):
+        assert state(Planned("du_resnet_fc", "resnet50", 1, overrides=what), tmp_path / "out",
+                     tmp_path / "committed")["state"] == "pending", what
 
 
 def test_a_directory_holding_another_run_is_refused_with_what_differs(tmp_path, monkeypatch):
