@@ -111,24 +111,30 @@ def _hms(seconds: float | None) -> str:
 
 def status_table(plan: list[Planned], out: Path, published: Path | None = None, judged: dict | None = None) -> str:
     """One row per planned run: its state, what it answers, and the time left, estimated from the run's own measured
-    rate (or the rate of the same model in another run of the plan), for training only. Below the table: the
-    aggregate rate of the runs measured on this machine, and the CPU-hours left at the measured rates."""
+    rate, else the rate of the same model in another run of the plan on this machine, else (marked ``*``) the rate a
+    committed run of the same model measured on its own machine. Below the table: the aggregate rate of the runs
+    training now, and the training time left (summed over runs, at one run's rate each)."""
     rows = [state(item, out, published) for item in plan]
-    rate_of = {}
+    rate_of, committed_rate = {}, {}
     for r in rows:
-        if r["img_per_s"] and r["state"] != "published":
-            rate_of.setdefault((r["paper"], r["model"]), r["img_per_s"])
+        if r["img_per_s"]:
+            (committed_rate if r["state"] == "published" else rate_of).setdefault((r["paper"], r["model"]),
+                                                                                  r["img_per_s"])
     lines = ["| paper | model | seed | state | epochs done / planned | img/s | train time | est. left | answers |",
              "|---|---|---|---|---|---|---|---|---|"]
-    left_total, unknown = 0.0, []
+    left_here, left_committed, unknown = 0.0, 0.0, []
     for item, r in zip(plan, rows):
-        rate = (r["img_per_s"] if r["state"] != "published" else None) or rate_of.get((r["paper"], r["model"]))
-        left = None
+        key = (r["paper"], r["model"])
+        rate = (r["img_per_s"] if r["state"] != "published" else None) or rate_of.get(key)
+        left, mark = None, ""
         if r["state"] in ("completed", "published"):
             left = 0.0
         elif rate:
             left = (r["epochs"] - r["done"]) * r["images"] / rate
-            left_total += left
+            left_here += left
+        elif committed_rate.get(key):
+            left, mark = (r["epochs"] - r["done"]) * r["images"] / committed_rate[key], "*"
+            left_committed += left
         else:
             unknown.append(f"{r['paper']}/{r['model']} s{r['seed']}")
         bar = ""
@@ -139,9 +145,15 @@ def status_table(plan: list[Planned], out: Path, published: Path | None = None, 
         if judged is not None and not answers:
             answers = f"none (purpose: {item.purpose})" if item.purpose else "none"
         lines.append(f"| {r['paper']} | {r['model']} | {r['seed']} | {r['state']}{bar} | {r['done']:.2f} / "
-                     f"{r['epochs']} | {r['img_per_s'] or '-'} | {_hms(r['train_s'])} | {_hms(left)} | {answers} |")
+                     f"{r['epochs']} | {r['img_per_s'] or '-'} | {_hms(r['train_s'])} | {_hms(left)}{mark} | {answers} |")
     notes = [f"- {r['paper']}/{r['model']} seed {r['seed']}: {r['note']}" for r in rows if r["note"]]
-    summary = f"Training time left at the measured rates: {_hms(left_total)}"
+    running = [r["img_per_s"] for r in rows if r["state"] == "running" and r["img_per_s"]]
+    if running:
+        notes.append(f"Runs training now: {len(running)}, {sum(running):.2f} img/s together.")
+    summary = f"Training time left at the rates measured here: {_hms(left_here)}"
+    if left_committed:
+        summary += (f", plus {_hms(left_committed)} (*) at the rates committed runs of the same models measured "
+                    "on their own machines")
     if unknown:
         summary += f", plus {len(unknown)} run(s) of a model not measured yet ({', '.join(unknown)})"
     return "\n".join(lines + [""] + notes + [summary + "."])

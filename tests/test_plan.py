@@ -138,6 +138,27 @@ def test_a_run_committed_elsewhere_is_not_trained_again(tmp_path, monkeypatch):
                      tmp_path / "committed")["state"] == "pending", what
 
 
+def test_the_time_left_of_a_model_measured_only_in_a_committed_run_is_estimated_from_it_and_marked(tmp_path):
+    """A fresh machine has measured nothing yet: the pending seed of a model whose committed run trained at 1,000
+    img/s is estimated at that rate (30 epochs of 28,709 images: 861.27 s), marked '*' and summed apart."""
+    done, todo = Planned("du_resnet_fc", "resnet50", 0), Planned("du_resnet_fc", "resnet50", 1)
+    _completed(tmp_path / "committed/runs/du_resnet_fc/resnet50/gpu-s0", done)
+    table = status_table([done, todo], tmp_path / "out", tmp_path / "committed")
+    row = next(line for line in table.splitlines() if line.startswith("| du_resnet_fc | resnet50 | 1 |"))
+    assert "| pending |" in row and "| 0:14:21* |" in row
+    assert "rates measured here: 0:00:00, plus 0:14:21 (*) at the rates committed runs" in table
+    assert "not measured yet" not in table
+    # a run measured on this machine is estimated from its own rate, not the committed one
+    d = todo.run_dir(tmp_path / "out")
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (d / "progress.json").write_text(json.dumps({"epoch": 15, "batch": 0, "batches": 897, "img_per_s": 500.0,
+                                                 "train_s": 861.27}))
+    row = next(line for line in status_table([done, todo], tmp_path / "out", tmp_path / "committed").splitlines()
+               if line.startswith("| du_resnet_fc | resnet50 | 1 |"))
+    assert "| interrupted |" in row and "| 0:14:21 |" in row  # 15 epochs left at 500 img/s: 861.27 s
+
+
 def test_a_directory_holding_another_run_is_refused_with_what_differs(tmp_path, monkeypatch):
     import fer_bench.reproduce as rep
 
