@@ -87,7 +87,8 @@ CONVENTIONS = (
     "from one of its two accuracies' verdicts (the gain below because the baseline is above) is the same finding, "
     "counted once; so is a curve's end that is a table's number. Readings: each claim is judged again under the "
     "other readings fer-bench can express from the same runs (the other canonical split; last epoch vs the "
-    "selected checkpoint); 'holds under readings' says whether the verdict survives them. Seeds are counted once "
+    "selected checkpoint; for an accuracy or a gain, the mean of the per-class accuracies vs the pooled accuracy, "
+    "its test-set term from the classes' own sizes); 'holds under readings' says whether the verdict survives them. Seeds are counted once "
     "(a repeated seed keeps the run that finished last); a group that mixes dataset fingerprints or code versions "
     "says so. When several full-budget groups match, the paper profile with the unmodified recipe is used first, "
     "then the group with the most seeds.")

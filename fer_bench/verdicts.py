@@ -345,9 +345,34 @@ def _label(claim) -> str:
     return f"{claim.model} {claim.metric.replace('_', ' ')} {claim.as_printed}"
 
 
-def readings(paper, claim, units: pd.DataFrame, pooled: dict, verdict: str) -> str:
+def per_class_mean(units: pd.DataFrame) -> pd.DataFrame:
+    """The runs read the other way an accuracy can be averaged: each split's accuracy replaced by the mean of its
+    per-class accuracies (papers print either, often without saying which), and its ``n`` by the effective test
+    size whose binomial term is that mean's own test-set variance, sum_c p_c (1 - p_c) / n_c / K^2 over the K
+    classes with test images (FER-2013's 56 disgust images weigh a seventh). A split without per-class accuracies
+    loses its accuracy: nothing is judged on it."""
+    def one(splits: dict) -> dict:
+        out = {}
+        for name, m in splits.items():
+            m = {k: v for k, v in m.items() if k != "accuracy"}
+            cm = np.asarray(m.get("confusion_matrix") or [])
+            pcs = [(float(a), int(cm[CLASSES.index(c)].sum())) for c, a in (m.get("per_class_accuracy") or {}).items()
+                   if cm.ndim == 2 and c in CLASSES and CLASSES.index(c) < len(cm)]
+            pcs = [(a, n) for a, n in pcs if n > 0]
+            if pcs:
+                mean = sum(a for a, _ in pcs) / len(pcs)
+                var = sum(a * (1 - a) / n for a, n in pcs) / len(pcs) ** 2
+                m |= {"accuracy": mean, "n": max(1, round(mean * (1 - mean) / var)) if var > 0 else m.get("n")}
+            out[name] = m
+        return out
+    return units.assign(splits=[one(s) for s in units.splits], last_splits=[one(s) for s in units.last_splits])
+
+
+def readings(paper, claim, units: pd.DataFrame, pooled: dict, verdict: str, averaged=None) -> str:
     """'all' / 'only ...': whether the verdict survives the other readings fer-bench can express from the same runs:
-    the other canonical test split, and the last epoch vs the selected checkpoint."""
+    the other canonical test split, the last epoch vs the selected checkpoint, and for accuracies (and their gains)
+    the mean of the per-class accuracies vs the pooled accuracy. ``averaged``: (per_class_mean(units), its pooled
+    spreads)."""
     from dataclasses import replace
 
     from .rules import evaluate_claim
@@ -361,19 +386,26 @@ def readings(paper, claim, units: pd.DataFrame, pooled: dict, verdict: str) -> s
     checkpoints = (claim.checkpoint, "selected" if claim.checkpoint == "last" else "last")
     if claim.metric.endswith("_curve"):  # a curve is every epoch, logged on the selection split only
         return "not testable here: runs log their per-epoch curve on the selection split (PublicTest) only"
+    means = {"pooled": (units, pooled)}
+    if claim.metric in ("accuracy", "accuracy_gain") and averaged is not None:
+        means["per-class mean"] = averaged
     got = {}
-    for sp in (split, other):
-        for cp in checkpoints:
-            if (sp, cp) == (split, claim.checkpoint):
-                got[(sp, cp)] = verdict
-                continue
-            r = evaluate_claim(paper, replace(claim, split=sp, checkpoint=cp, selected_on=""), units, pooled)
-            got[(sp, cp)] = r["verdict"] if r else ""
+    for mean, (u, pl) in means.items():
+        for sp in (split, other):
+            for cp in checkpoints:
+                if (sp, cp, mean) == (split, claim.checkpoint, "pooled"):
+                    got[(sp, cp, mean)] = verdict
+                    continue
+                r = evaluate_claim(paper, replace(claim, split=sp, checkpoint=cp, selected_on=""), u, pl)
+                got[(sp, cp, mean)] = r["verdict"] if r else ""
+
+    def label(sp, cp, mean):
+        return f"{sp} {names[cp]}" + (f", {mean}" if len(means) > 1 and mean != "pooled" else "")
     same = [k for k, v in got.items() if v == verdict]
     if len(same) == len(got):
         return f"all ({len(got)})"
-    return (f"only {'; '.join(f'{sp} {names[cp]}' for sp, cp in same)} (" +
-            "; ".join(f"{sp} {names[cp]}: {v}" for (sp, cp), v in got.items() if v != verdict) + ")")
+    return (f"only {'; '.join(label(*k) for k in same)} (" +
+            "; ".join(f"{label(*k)}: {v}" for k, v in got.items() if v != verdict) + ")")
 
 
 def _depends(paper, claim, rows: dict) -> str:
@@ -411,11 +443,13 @@ def build(runs_dir: str | Path | None = "results", papers=None) -> Report:
     u = units(runs, {p.id: p for p in papers})
     long = measurements(u)
     pooled = pooled_spreads(long)
+    u_mean = per_class_mean(u)
+    averaged = (u_mean, pooled_spreads(measurements(u_mean)))
     judged = [(p, c, r) for p in papers for c in p.claims if (r := evaluate_claim(p, c, u, pooled)) is not None]
     rows = {id(c): r for _, c, r in judged}
     for p, c, r in judged:
         r["depends_on"] = _depends(p, c, rows)
-        r["readings"] = readings(p, c, u, pooled, r["verdict"])
+        r["readings"] = readings(p, c, u, pooled, r["verdict"], averaged)
     summary = pd.DataFrame([r for _, _, r in judged], columns=SUMMARY_FIELDS)
     summary["q"] = bh(summary.p.astype(float))
     summary["finding"] = [bool(v in DECIDED and not d) for v, d in zip(summary.verdict, summary.depends_on)]

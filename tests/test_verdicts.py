@@ -366,3 +366,38 @@ def test_a_curve_bound_is_judged_on_every_epoch(tmp_path):
         other.write_text(log.read_text())
     (r,) = judged(tmp_path, bound)
     assert r["verdict"] == "above" and "first: epoch 4" in r["reason"]
+
+
+def _imbalanced(shift: int = 0) -> dict:
+    """3,589 test images in classes of unequal size, the large ones right more often: pooled accuracy 2,652/3,589
+    = 73.89% (+ shift images), the mean of the per-class accuracies (0.9 + 0.1 + 5 x 0.7) / 7 = 64.29%."""
+    sizes, right = [1000, 100, 500, 500, 500, 500, 489], [900 + shift, 10, 350, 350, 350, 350, 342]
+    cm = np.zeros((7, 7), dtype=int)
+    for i, (n, r) in enumerate(zip(sizes, right)):
+        cm[i, i], cm[i, (i + 1) % 7] = r, n - r
+    return {"n": N, "accuracy": sum(right) / N, "loss": 1.0, "confusion_matrix": cm.tolist(),
+            "per_class_accuracy": {c: r / n for c, n, r in zip(CLASSES, sizes, right)}}
+
+
+def test_an_accuracy_is_also_read_as_the_mean_of_its_per_class_accuracies(tmp_path):
+    """Issue 28 §2, 'which averaging': three seeds that hold a 73.89% claim as a pooled accuracy are 9.6 points
+    below it as a per-class mean; the readings column says the verdict holds only for the pooled reading. The
+    per-class mean's test-set term uses the effective size whose binomial variance is sum p_c(1-p_c)/n_c / 7^2."""
+    for seed, shift in enumerate((-3, 0, 3)):
+        splits = {"PublicTest": _imbalanced(shift), "PrivateTest": _imbalanced(shift)}
+        write_run(tmp_path, "a", seed, 0, last_epoch={"epoch": 30, "same_as_selected": True, "splits": splits})
+        m = tmp_path / "runs" / "vt" / "a" / f"r-s{seed}" / "metrics.json"
+        m.write_text(json.dumps(json.loads(m.read_text()) | {"splits": splits}))
+    rep = verdicts.build(tmp_path, papers=[paper(claim(value=2652 / N, printed="73.89%"))])
+    (row,) = rep.summary.to_dict("records")
+    assert row["verdict"] == "consistent"
+    read = row["readings"]
+    assert read.startswith("only PublicTest selected epoch; PublicTest last epoch; PrivateTest selected epoch; "
+                           "PrivateTest last epoch (")
+    assert "PublicTest selected epoch, per-class mean: below" in read and read.count(": below") == 4
+    u = verdicts.per_class_mean(rep.units)
+    mean = (0.9 + 0.1 + 5 * 0.7) / 7
+    var = (0.9 * 0.1 / 1000 + 0.1 * 0.9 / 100 + 4 * 0.7 * 0.3 / 500 + (342 / 489) * (147 / 489) / 489) / 49
+    got = u[u.seed == 1].splits.iloc[0]["PublicTest"]
+    assert got["accuracy"] == pytest.approx(mean - (0.7 - 342 / 489) / 7) and got["n"] == round(
+        got["accuracy"] * (1 - got["accuracy"]) / var)
