@@ -66,7 +66,9 @@ def state(item: Planned, out: Path, published: Path | None = None, claimed_here:
     recorded = metrics or _read_json(d / "run.json") or {}
     foreign = item.differs(recorded) if recorded else []
     elsewhere = find_published(item, published)
-    if foreign:
+    if (unreadable := _unreadable(d)) is not None:
+        row.update(state="unreadable", note=unreadable)
+    elif foreign:
         row.update(state="foreign", note=f"{d} holds another run: " + "; ".join(foreign))
     elif metrics.get("status") == "completed":
         row.update(state="completed", done=float(metrics["epochs_completed"]),
@@ -89,6 +91,22 @@ def state(item: Planned, out: Path, published: Path | None = None, claimed_here:
                            f"training) on {lost.get('host', '?')} at {lost.get('published', '?')}; its checkpoints "
                            "are not on this machine, so it restarts from epoch 0")
     return row
+
+
+def _unreadable(d: Path) -> str | None:
+    """Why a run directory's records cannot be read (None when they can, or when there are none yet): a run that
+    cannot be read is never taken for a fresh one and started over."""
+    if d.exists() and not d.is_dir():
+        return f"{d} is not a directory"
+    for f in ("metrics.json", "run.json", "progress.json"):
+        try:
+            with open(d / f, "rb") as fh:
+                fh.read(1)
+        except (FileNotFoundError, NotADirectoryError):  # (a directory above it that is a file: mkdir says so)
+            continue
+        except OSError as e:
+            return f"{d / f} cannot be read ({e.strerror})"
+    return None
 
 
 def _images_per_epoch(cfg: dict) -> int:
@@ -183,6 +201,9 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
         if st["state"] == "foreign":
             raise UserError(f"{name}: {st['note']}. Move that directory away (it is not this planned run), then "
                             "repeat the same command.")
+        if st["state"] == "unreadable":
+            raise UserError(f"{name}: {st['note']}; fix its permissions or move it away, then repeat the same "
+                            "command (nothing was started or deleted).")
         if st["state"] == "completed":
             log(f"{name}: completed, skipped -> {d / 'metrics.json'}")
             continue
@@ -200,6 +221,9 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             raise UserError(f"{name}: cannot create {d} ({e.strerror}); choose a writable --out.") from None
         with _claim(d) if share else contextlib.nullcontext(True) as mine:
             now = state(item, out, published, claimed_here=share) if mine else {}
+            if mine and now["state"] == "unreadable":
+                raise UserError(f"{name}: {now['note']}; fix its permissions or move it away, then repeat the same "
+                                "command (nothing was started or deleted).")
             if not mine or now["state"] in ("running", "foreign"):  # (completed meanwhile: its run is counted)
                 log(f"{name}: trained by another process, left to it")
                 all_done = False

@@ -204,3 +204,24 @@ def _gpu_tune():
     sys.path.insert(0, str(ROOT / "scripts"))
     import gpu_tune
     return gpu_tune
+
+
+def test_gpu_reproduce_exits_1_when_every_run_it_started_failed(tmp_path):
+    """Issue 29: a queue whose runs all fail exited 0. The runs start (a tuning table from an 'earlier call' in the
+    fixed --work directory skips the measuring) and each fails at once (the work directory's runs/ is a file, so
+    reproduce exits 2): exit 1, naming each run's exit status, with what was packed still written."""
+    work = tmp_path / "work"
+    (work / "results").mkdir(parents=True)
+    (work / "results" / "runs").write_text("not a directory")
+    (work / "tune.json").write_text(json.dumps({"rows": [
+        {"kind": "miao_presnet_vgg/presnet", "procs": 1, "mode": "eager", "faithful": True, "train_steps_per_s": 100,
+         "eval_steps_per_s": 100, "batch_size": 128, "eval_batch_size": 128, "compile_s": 0}],
+        "skipped": [], "seconds": 0}))
+    r = subprocess.run([sys.executable, "scripts/gpu_reproduce.py", "--dry-run", "--budget", "300", "--out",
+                        str(tmp_path / "out"), "--queue", "miao_presnet_vgg:presnet:0", "--work", str(work)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no run completed (miao_presnet_vgg/presnet/s0: exit 2)" in r.stderr and "Traceback" not in r.stderr
+    res = json.loads((tmp_path / "out" / "gpu_reproduce.json").read_text())
+    assert [s["run"] for s in res["schedule"]] == ["miao_presnet_vgg/presnet/s0"]
+    assert (tmp_path / "out" / "runs.tar.gz").is_file()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, write_csv
+from conftest import ROOT, cli, cli_here, write_csv
 from fer_bench.errors import UserError
 from fer_bench.plan import Planned, check_judgeable, judged_claims, load_plan
 from fer_bench.reproduce import publish, reproduce, state, status_table
@@ -329,3 +329,39 @@ def test_an_out_that_cannot_hold_run_directories_exits_2(tmp_path):
     not_a_dir.write_text("x")
     with pytest.raises(UserError, match="cannot create"):
         reproduce([Planned("du_resnet_fc", "resnet50", 1)], out=not_a_dir, log=lambda m: 0)
+
+
+def test_a_run_directory_whose_records_cannot_be_read_is_refused_not_started_over(tmp_path):
+    """Issue 29: a metrics.json that cannot be read (here a directory: root reads through permissions) was a
+    traceback from the fresh start's cleanup, and --status called the run pending. Now --status says 'unreadable'
+    with the path and why, and reproduce exits 2 before anything is started or deleted."""
+    item = Planned("du_resnet_fc", "resnet50", 1)
+    d = item.run_dir(tmp_path)
+    (d / "metrics.json").mkdir(parents=True)
+    (d / "logs").mkdir()
+    row = state(item, tmp_path)
+    assert row["state"] == "unreadable" and row["note"] == f"{d / 'metrics.json'} cannot be read (Is a directory)"
+    assert "| unreadable |" in status_table([item], tmp_path)
+    with pytest.raises(UserError, match="cannot be read .Is a directory.; fix its permissions or move it away"):
+        reproduce([item], out=tmp_path, log=lambda m: 0)
+    assert (d / "logs").is_dir()  # nothing deleted
+    plan = _plan(tmp_path, '[[run]]\npaper = "du_resnet_fc"\nmodel = "resnet50"\nseeds = [1]\n')
+    r = cli_here("reproduce", "--plan", str(plan), "--out", str(tmp_path), "--data", str(tmp_path / "nodata"))
+    assert r.returncode == 2 and "cannot be read" in r.stderr and "Traceback" not in r.stderr
+    # a run directory that is a file
+    shutil.rmtree(d)
+    d.write_text("x")
+    assert state(item, tmp_path)["note"] == f"{d} is not a directory"
+
+
+def test_the_time_left_counts_the_recipes_own_training_images(tmp_path):
+    """Issue 29: 'est. left' assumed 28,709 training images (8 min 36 s shown for a smoke run with 9 s left). The
+    smoke profile trains one epoch of 512 images: at 64 img/s, 8 s."""
+    item = Planned("du_resnet_fc", "resnet50", 0, profile="smoke")
+    d = item.run_dir(tmp_path)
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (d / "progress.json").write_text(json.dumps({"epoch": 0, "batch": 0, "batches": 16, "img_per_s": 64.0,
+                                                 "train_s": 1.0}))
+    row = next(line for line in status_table([item], tmp_path).splitlines() if line.startswith("| du_resnet_fc"))
+    assert "| 0.00 / 1 |" in row and "| 0:00:08 |" in row
