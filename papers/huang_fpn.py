@@ -121,6 +121,30 @@ INTERPRETATIONS = {
     "last batch": "Each epoch drops the last incomplete training batch (fer-bench's runner, all papers: one batch size "
                   "on every step, as DDP needs): 28,709 = 1,794 x 16 + 5, five images an epoch, a different five each "
                   "epoch since the order is reshuffled.",
+    "open reading: §3 enhancements in training": "Untested here: §3's 'enhancements such as TrivialAugment, Random "
+                                                 "Erasing, MixUp and CutMix', which 'greatly enhance the accuracy of "
+                                                 "the ResNet50 model', read as part of the FER-2013 training of both "
+                                                 "models (moving both accuracies and the 25% gain), not only of the "
+                                                 "recipe behind the ImageNet weights (fer-bench's reading, "
+                                                 "pretrained=true). fer-bench has no recipe key for TrivialAugment, "
+                                                 "MixUp or CutMix (aug_erasing is Random Erasing) and these offline "
+                                                 "machines lack the ImageNet weights: an online user would need those "
+                                                 "keys added (torchvision.transforms.v2 has all four), then `fer-bench "
+                                                 "run --paper huang_fpn --model all`.",
+    "open reading: frozen feature extractor": "Untested here: §2.2.1's 'ResNet50 is used as a feature extractor' read "
+                                              "as a frozen pre-trained backbone (only the FPN and prediction layers, "
+                                              "or the baseline's 7-way layer, train), where fer-bench fine-tunes every "
+                                              "layer. It needs the ImageNet weights, which these offline machines "
+                                              "lack, and a recipe key that freezes huang's backbone, as "
+                                              "du_resnet_fc's `trainable` does for du's (huang's models have none).",
+    "open reading: baseline of previous studies": "Untested here: §3's 'Relative to previous studies, this model "
+                                                  "showed an improvement in accuracy of 25% over the standalone "
+                                                  "ResNet50 model' (§4: 'a remarkable 25% enhancement') read as a "
+                                                  "gain over a ResNet50 accuracy from earlier work, not over the "
+                                                  "authors' own Figure 5(b)/6(b) baseline that fer-bench's resnet50 "
+                                                  "run stands for. The paper neither prints nor cites that number, so "
+                                                  "under this reading the gain can be judged only by a user who knows "
+                                                  "which study and number it means (and on which split).",
 }
 
 # ---------------------------------------------------------------- claims (§2.1, §3, §4, Figure 6)

@@ -222,6 +222,24 @@ INTERPRETATIONS = {
                        "nor means over the folds of any 5-fold split (the claim audit), so they come from something "
                        "the paper does not describe (repeated runs, perhaps); the comparison is with the protocol it "
                        "states.",
+    "open reading: JAFFE": "Untested here: every JAFFE claim (Tables 1-2's JAFFE column, Table 4's P-ResNet and "
+                           "P-ResNet-VGG rows): JAFFE is not on these machines (fer-bench ships none; it may not be "
+                           "redistributed; only FER-2013 is on disk), and §4.1 says only that 'the size of the "
+                           "pictures in the two data sets was unified to 48×48', so whether JAFFE's 256x256 frames "
+                           "were cropped to the face first is open, where fer-bench resizes the whole frame and has "
+                           "no crop step. With the original files: `fer-bench run --paper miao_presnet_vgg --model all "
+                           "--dataset jaffe --folds 5 --data PATH` (`--set folds_by=subject` for subject-independent "
+                           "folds); the face-crop reading also needs a crop step fer-bench lacks.",
+    "open reading: Figs. 2-4 architecture": "Untested here: P-ResNet's depth and widths and the cut VGG's fusion "
+                                            "branches are drawn only in Figs. 2-4 ('Fig. 4. Overall network "
+                                            "structure'), which the text on disk lacks; the text gives 'the number of "
+                                            "network layers is modified' (§1), 'fewer network layers' (§4.3) and "
+                                            "'there are two branches. Used as a feature fusion' (§3.3), so "
+                                            "fer-bench's P-ResNet (20 weighted layers, 0.87M parameters) and its two "
+                                            "fusion branches are one reading, on which every claim of both models is "
+                                            "judged. A user with legible figures would set PRESNET_STAGES, "
+                                            "PRESNET_BLOCKS and the fusion branches from them and run `fer-bench run "
+                                            "--paper miao_presnet_vgg --model all --set protocol=paper`.",
 }
 
 # ---------------------------------------------------------------- claims (Tables 1-4)

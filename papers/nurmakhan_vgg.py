@@ -229,6 +229,18 @@ INTERPRETATIONS = {
                "changes, so --set width=... stays open.",
     "cited splits": "Pramerdorfer & Kampel's 'FER2013 test accuracy' is read as PrivateTest, FER-2013's final test "
                     "split; the proposal names no split for any cited number.",
+    "open reading: vggnet's tuned configuration": "Untested here: §III.a credits the 73.28% to 'the provided code' "
+                                                  "at [4] but adds that Khaireddin et al. [2] 'did a grid search "
+                                                  "across all parameters using six different optimizers and five "
+                                                  "learning schedulers', naming none of them nor the winner; "
+                                                  "fer-bench trains the code's own settings (SGD with Nesterov, a "
+                                                  "plateau schedule on validation accuracy), and if the number came "
+                                                  "from another cell of that grid this run does not test it. [2] is "
+                                                  "not among the texts on these machines and fer-bench offers three "
+                                                  "optimizers (adam, adamw, sgd) and four schedules (none, plateau, "
+                                                  "step, cosine): a user with [2] would set its winning optimizer and "
+                                                  "schedule with `fer-bench run --paper nurmakhan_vgg --model vggnet "
+                                                  "--set ...` where fer-bench has them, and add the others.",
 }
 
 # ---------------------------------------------------------------- claims: all cited (the proposal measures nothing)

@@ -147,6 +147,23 @@ INTERPRETATIONS = {
     "checkpoint": "The paper reports the model after 150 epochs (validation loss rises after ~55, it says): its "
                   "accuracy and loss claims are compared with the last epoch's weights (metrics.json last_epoch); "
                   "the canonical protocol's best-PublicTest checkpoint is recorded beside them.",
+    "open reading: Keras ImageNet weights": "Untested here: §II.C.i's transfer-learning model takes 'weights "
+                                            "pretrained on the ImageNet dataset (weights = 'imagenet')' of the Keras "
+                                            "Applications ResNet-50, i.e. Keras' own weights for its v1 network; "
+                                            "fer-bench stands in torchvision's IMAGENET1K_V2 on its v1.5 ResNet50, and "
+                                            "these offline machines have neither, so resnet50_imagenet's claims "
+                                            "(0.6372, 0.9715, disgust ~62%, overfitting after ~55 epochs) are not run "
+                                            "here. Online, `fer-bench run --paper rodrigues_cnn --model "
+                                            "resnet50_imagenet` tests the torchvision stand-in; Keras' weights would "
+                                            "need a Keras-v1 ResNet50, which fer-bench does not build.",
+    "open reading: Figure 4 (cnn8)": "Untested here: the custom CNN is given by Figure 4 ('it is presented the used "
+                                     "architecture as blocks', §II.C.ii), which the text on disk lacks; the text "
+                                     "leaves only 8 convolutional layers, 'two convolutions, followed by a batch "
+                                     "normalization', 3x3 max pooling, dropout and dense layers, so cnn8's widths, "
+                                     "dense layers and dropout rates (gitshanks/fer2013's) are one reading, on which "
+                                     "cnn8's claims (0.6492, 0.9407) are judged. A user with the published Figure 4 "
+                                     "would rebuild CNN8 from it (WIDTHS, DENSE, CONV_DROPOUT and the block order) "
+                                     "and run `fer-bench run --paper rodrigues_cnn --model cnn8`.",
 }
 
 # ---------------------------------------------------------------- claims (abstract, §II.A, §III)
