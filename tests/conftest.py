@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 from pathlib import Path
 
@@ -102,10 +105,81 @@ def real_data(_real_cache, monkeypatch) -> Path:
     return Path(REAL_DATA)
 
 
-def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `fer-bench ARGS` in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "fer_bench.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
+# variables torch, its libraries or Lightning read when imported: a process that sets one must start afresh
+IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "TORCH", "PYTORCH", "CUDA", "NVIDIA", "PL_",
+                   "LIGHTNING", "PYTHON", "LD_", "MALLOC")
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 600, fresh: bool = False,
+        code: str | None = None) -> subprocess.CompletedProcess:
+    """Run `fer-bench ARGS` in a process of its own, as a user would: its own address space, working directory
+    (the checkout), environment, stdout, stderr and exit status. It is forked from tests/forkserver.py, which has
+    imported torch, torchvision, torchmetrics and Lightning once: a new interpreter spends about 6 s of CPU on them
+    before it does anything, on the two cores the campaign trains on. ``fresh=True``, or a variable those
+    libraries read at import (IMPORT_TIME_ENV), starts a new interpreter instead: for tests that compare two
+    processes' results (forked children share the server's hash seed) or time a process's start. ``code``: run
+    `python -c CODE ARGS` instead (e.g. a CLI whose saves a test sabotages)."""
+    env = {**os.environ, **(env or {})}
+    if fresh or not _FORKS.suits(env):
+        how = ["-c", code] if code is not None else ["-m", "fer_bench.cli"]
+        return subprocess.run([sys.executable, *how, *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=timeout)
+    return _FORKS.run(list(args), env, timeout, code)
+
+
+class _ForkServer:
+    """conftest's end of tests/forkserver.py: started at the first `cli` call, one request at a time."""
+
+    def __init__(self):
+        self.proc, self.env = None, {}
+
+    def suits(self, env: dict) -> bool:
+        """Whether a child forked from the server imported what a new interpreter with ``env`` would: the same
+        value of every variable the server's libraries read at import (the server starts with the first caller's)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return True
+        return all(env.get(k) == self.env.get(k) for k in set(env) | set(self.env) if k.startswith(IMPORT_TIME_ENV))
+
+    def run(self, args: list[str], env: dict, timeout: float, code: str | None = None) -> subprocess.CompletedProcess:
+        import tempfile
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.env = dict(env)
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forkserver.py")], cwd=ROOT,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True, env=self.env)
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            self.proc.stdin.write(json.dumps({"args": args, "cwd": str(ROOT), "env": env, "stdout": str(out),
+                                              "stderr": str(err), "code": code}) + "\n")
+            self.proc.stdin.flush()
+            pid = json.loads(self._line())["pid"]
+            fired = []
+            timer = threading.Timer(timeout, lambda: (fired.append(True), os.kill(pid, signal.SIGKILL)))
+            timer.start()
+            try:
+                code = json.loads(self._line())["returncode"]
+            finally:
+                timer.cancel()
+            if fired:
+                raise subprocess.TimeoutExpired(["fer-bench", *args], timeout)
+            return subprocess.CompletedProcess(["fer-bench", *args], code, out.read_text(errors="replace"),
+                                               err.read_text(errors="replace"))
+
+    def _line(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("tests/forkserver.py stopped (it could not import torch or Lightning?)")
+        return line
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+_FORKS = _ForkServer()
+atexit.register(_FORKS.close)
 
 
 def cli_here(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

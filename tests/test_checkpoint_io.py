@@ -3,17 +3,15 @@ never via $TMPDIR; a resume that finds an unreadable last.ckpt falls back to the
 And a resumed epoch logs the training metrics an uninterrupted one logs (item 3)."""
 
 import csv
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, only_metrics, write_csv
+from conftest import ROOT, cli, only_metrics, write_csv
 
 # a small network (PResNet, 0.87M parameters against cnn8's 5.9M: a checkpoint a seventh the size) at 32x32, 28 training
 # images, 3 steps an epoch
@@ -82,17 +80,17 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def _cli(args, out: Path, tmpdir: Path, mode: str | None = None, **env) -> subprocess.CompletedProcess:
+def _cli(args, out: Path, tmpdir: Path, mode: str | None = None, fresh: bool = False,
+         **env) -> subprocess.CompletedProcess:
     tmpdir.mkdir(exist_ok=True)
-    code = ["-c", SABOTAGE] if mode else ["-m", "fer_bench.cli"]
-    return subprocess.run([sys.executable, *code, *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "TMPDIR": str(tmpdir), "CKPT_TEST": mode or "", **env})
+    return cli(*args, "--out", str(out), env={"TMPDIR": str(tmpdir), "CKPT_TEST": mode or "", **env}, fresh=fresh,
+               code=SABOTAGE if mode else None)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("straight")
-    r = _cli([*ARGS, "--data", str(data)], tmp / "out", tmp / "tmpdir")
+    r = _cli([*ARGS, "--data", str(data)], tmp / "out", tmp / "tmpdir", fresh=True)  # compared with forked runs
     assert r.returncode == 0, r.stderr[-2000:]
     return only_metrics(tmp / "out")
 

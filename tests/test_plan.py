@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, cli_here, write_csv
+from conftest import ROOT, cli, cli_here
 from fer_bench.errors import UserError
 from fer_bench.plan import Planned, check_judgeable, judged_claims, load_plan
 from fer_bench.reproduce import publish, reproduce, state, status_table

@@ -31,8 +31,8 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("straight")
-    r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(out))
+    out = tmp_path_factory.mktemp("straight")  # a new interpreter: the runs compared with it are forked (conftest.cli)
+    r = cli("reproduce", *ARGS, "--data", str(data), "--out", str(out), fresh=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return only_metrics(out)
 

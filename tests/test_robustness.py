@@ -29,8 +29,8 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("straight")
-    r = cli("run", *TINY, "--data", str(data), "--out", str(out), "--epochs", "6", "--deterministic")
+    out = tmp_path_factory.mktemp("straight")  # a new interpreter: the runs compared with it are forked (conftest.cli)
+    r = cli("run", *TINY, "--data", str(data), "--out", str(out), "--epochs", "6", "--deterministic", fresh=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return only_metrics(out)
 
