@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import EXECUTION, budget, same_recipe
+from .config import DEFAULTS, EXECUTION, budget, same_recipe
 from .data import CLASSES
 from .errors import UserError
 from .runner import resolve_config
@@ -77,8 +77,9 @@ class Planned:
         cfg, rec = self.config(), record.get("config") or {}
         ignore = frozenset() if execution else EXECUTION
         if rec and not same_recipe(rec, cfg, ignore):
-            keys = sorted(k for k in (set(rec) | set(cfg)) - ignore if k in rec and k in cfg and rec[k] != cfg[k])
-            out.append("recipe " + (", ".join(f"{k}={rec[k]} (planned: {cfg[k]})" for k in keys) or "keys differ"))
+            r, c = ({k: d.get(k, DEFAULTS.get(k)) for k in (set(rec) | set(cfg)) - ignore} for d in (rec, cfg))
+            keys = sorted(k for k in r if r[k] != c[k])  # a key one of them lacks counts at its default
+            out.append("recipe " + (", ".join(f"{k}={r[k]} (planned: {c[k]})" for k in keys) or "keys differ"))
         return out
 
 

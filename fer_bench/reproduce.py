@@ -65,19 +65,27 @@ def state(item: Planned, out: Path, published: Path | None = None, claimed_here:
         row["img_per_s"], row["train_s"] = progress.get("img_per_s"), progress.get("train_s")
     recorded = metrics or _read_json(d / "run.json") or {}
     foreign = item.differs(recorded) if recorded else []
-    elsewhere = find_published(item, published)
-    if (unreadable := _unreadable(d)) is not None:
+    unreadable = _unreadable(d)
+    done_here = metrics.get("status") == "completed" and not foreign and unreadable is None
+    elsewhere = None if done_here else find_published(item, published)
+    # a completed run of this recipe under `out` in another directory: executed another way (e.g. by an older plan)
+    here = None if done_here or elsewhere is not None else find_published(item, out)
+    if done_here:
+        row.update(state="completed", done=float(metrics["epochs_completed"]),
+                   img_per_s=metrics["timing"].get("train_img_per_s"), train_s=metrics["timing"].get("train_s"))
+    elif elsewhere is not None or here is not None:
+        m = _read_json((elsewhere or here) / "metrics.json")
+        how = "; ".join(item.differs(m))  # only execution keys can differ here (find_published)
+        how = f" (executed with {how.removeprefix('recipe ')})" if how else ""
+        row.update(state="published" if elsewhere is not None else "completed", done=float(m["epochs_completed"]),
+                   dir=elsewhere or here, img_per_s=m["timing"].get("train_img_per_s"),
+                   train_s=m["timing"].get("train_s"),
+                   note=(f"committed from {(m.get('hardware') or {}).get('device_name', '?')}: {elsewhere}{how}"
+                         if elsewhere is not None else f"completed in {here}{how}"))
+    elif unreadable is not None:
         row.update(state="unreadable", note=unreadable)
     elif foreign:
         row.update(state="foreign", note=f"{d} holds another run: " + "; ".join(foreign))
-    elif metrics.get("status") == "completed":
-        row.update(state="completed", done=float(metrics["epochs_completed"]),
-                   img_per_s=metrics["timing"].get("train_img_per_s"), train_s=metrics["timing"].get("train_s"))
-    elif elsewhere is not None:
-        m = _read_json(elsewhere / "metrics.json")
-        row.update(state="published", done=float(m["epochs_completed"]), dir=elsewhere,
-                   img_per_s=m["timing"].get("train_img_per_s"), train_s=m["timing"].get("train_s"),
-                   note=f"committed from {(m.get('hardware') or {}).get('device_name', '?')}: {elsewhere}")
     elif is_locked(d) or (not claimed_here and _claimed(d)):
         row["state"] = "running"
     elif (d / "checkpoints" / "last.ckpt").is_file():
@@ -165,9 +173,10 @@ def status_table(plan: list[Planned], out: Path, published: Path | None = None, 
         lines.append(f"| {r['paper']} | {r['model']} | {r['seed']} | {r['state']}{bar} | {r['done']:.2f} / "
                      f"{r['epochs']} | {r['img_per_s'] or '-'} | {_hms(r['train_s'])} | {_hms(left)}{mark} | {answers} |")
     notes = [f"- {r['paper']}/{r['model']} seed {r['seed']}: {r['note']}" for r in rows if r["note"]]
-    running = [r["img_per_s"] for r in rows if r["state"] == "running" and r["img_per_s"]]
+    running = [r["img_per_s"] for r in rows if r["state"] == "running"]
     if running:
-        notes.append(f"Runs training now: {len(running)}, {sum(running):.2f} img/s together.")
+        notes.append(f"Runs training now: {len(running)}, {sum(r for r in running if r):.2f} img/s together "
+                     f"({sum(1 for r in running if r)} measured).")
     summary = f"Training time left at the rates measured here: {_hms(left_here)}"
     if left_committed:
         summary += (f", plus {_hms(left_committed)} (*) at the rates committed runs of the same models measured "
@@ -188,6 +197,8 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
     out = Path(out)
     deadline = time.time() + time_limit if time_limit else None
     fingerprint, all_done = None, True
+    for item in plan:  # a directory that would stop the plan stops it before anything is trained
+        _refuse(item.name, state(item, out, published))
     for item in plan:
         st = state(item, out, published)
         d = item.run_dir(out)
@@ -198,14 +209,9 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             if theirs != fingerprint:
                 st = st | {"state": "foreign", "note": f"{st['dir']} was trained on dataset {theirs}, and --data "
                                                        f"is {fingerprint}"}
-        if st["state"] == "foreign":
-            raise UserError(f"{name}: {st['note']}. Move that directory away (it is not this planned run), then "
-                            "repeat the same command.")
-        if st["state"] == "unreadable":
-            raise UserError(f"{name}: {st['note']}; fix its permissions or move it away, then repeat the same "
-                            "command (nothing was started or deleted).")
+        _refuse(name, st)
         if st["state"] == "completed":
-            log(f"{name}: completed, skipped -> {d / 'metrics.json'}")
+            log(f"{name}: completed, skipped -> {st['dir'] / 'metrics.json'}")
             continue
         if st["state"] == "published":
             log(f"{name}: completed elsewhere, not trained again -> {st['dir'] / 'metrics.json'}")
@@ -221,9 +227,8 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
             raise UserError(f"{name}: cannot create {d} ({e.strerror}); choose a writable --out.") from None
         with _claim(d) if share else contextlib.nullcontext(True) as mine:
             now = state(item, out, published, claimed_here=share) if mine else {}
-            if mine and now["state"] == "unreadable":
-                raise UserError(f"{name}: {now['note']}; fix its permissions or move it away, then repeat the same "
-                                "command (nothing was started or deleted).")
+            if mine:
+                _refuse(name, now)
             if not mine or now["state"] in ("running", "foreign"):  # (completed meanwhile: its run is counted)
                 log(f"{name}: trained by another process, left to it")
                 all_done = False
@@ -240,6 +245,15 @@ def reproduce(plan: list[Planned], data=None, out: str | Path = "results", time_
         if outcome is False:
             return False
     return all_done
+
+
+def _refuse(name: str, st: dict) -> None:
+    if st["state"] == "foreign":
+        raise UserError(f"{name}: {st['note']}. Move that directory away (it is not this planned run), then repeat "
+                        "the same command.")
+    if st["state"] == "unreadable":
+        raise UserError(f"{name}: {st['note']}; fix its permissions or move it away, then repeat the same command "
+                        "(nothing was started or deleted).")
 
 
 def _train(item: Planned, d: Path, st: dict, data, out: Path, precision, checkpoint_every_s, progress, deterministic,

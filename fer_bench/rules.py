@@ -411,7 +411,7 @@ def _curve_row(row: dict, paper, claim, pick: Pick, pooled: dict) -> dict:
                 "predicted_display": f"[{fmt(ext['lo'])}, {fmt(ext['hi'])}]", "measured_split": split}
         why = (f"{len(wrong)} of {len(preds)} epochs' prediction intervals lie wholly "
                f"{'above' if upper else 'below'} the bound (first: epoch {wrong[0]})" if wrong else
-               f"no epoch's interval lies wholly beyond the bound")
+               "no epoch's interval lies wholly beyond the bound")
         p = min(p_value(b, 0.0, preds[e]["mean"], preds[e]["se"], preds[e]["df"]) for e in preds) * len(preds)
         return row | {"verdict": verdict, "reason": f"{why}; {ext['method']}" + (
             f"; a curve is judged from >= {MIN_SEEDS} distinct seeds (an epoch's seed spread is not the final "
@@ -497,7 +497,8 @@ def evaluate_claim(paper, claim, units: pd.DataFrame, pooled: dict | None = None
     row = _with_stats(row, st, pred, binomial, pick.reduced) | {"n_test": n_test}
     unleaked = _values(pick.units, f"{pick.split}_unleaked", metric)[0]
     if unleaked:
-        row["unleaked"] = fmt_measured(summarize(unleaked, None, False) | {"lo": math.nan}, binomial)
+        row["unleaked"] = fmt_measured(summarize(unleaked, None, False) | {"lo": math.nan}, binomial) + \
+            f" ({len(unleaked)} of {len(vals)} seed(s))"
     notes = "; ".join(pick.notes)
     if pick.reduced:
         return _lower_bound(row, claim, pick, pred)

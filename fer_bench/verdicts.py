@@ -25,7 +25,7 @@ from .audit_facts import official_split
 from .data import CLASSES, SPLITS
 from .errors import UserError
 from .results import load_runs
-from .stats import MIN_SEEDS, bh, pool, summarize
+from .stats import bh, pool, summarize
 
 GROUP = ["paper", "model", "dataset", "protocol", "tta", "profile", "variant", "full"]
 VERDICTS = ("consistent", "below", "above", "mixed", "not comparable", "inconclusive", "not yet run")
@@ -349,19 +349,23 @@ def per_class_mean(units: pd.DataFrame) -> pd.DataFrame:
     """The runs read the other way an accuracy can be averaged: each split's accuracy replaced by the mean of its
     per-class accuracies (papers print either, often without saying which), and its ``n`` by the effective test
     size whose binomial term is that mean's own test-set variance, sum_c p_c (1 - p_c) / n_c / K^2 over the K
-    classes with test images (FER-2013's 56 disgust images weigh a seventh). A split without per-class accuracies
-    loses its accuracy: nothing is judged on it."""
+    classes with test images (FER-2013's 56 disgust images weigh a seventh), each p_c kept within [0.5, n_c - 0.5] /
+    n_c so that a class at 0% or 100% still counts its own noise. A split without per-class accuracies, and a TTA
+    run's single-view numbers (pooled only), lose their accuracy: nothing is judged on them."""
     def one(splits: dict) -> dict:
         out = {}
         for name, m in splits.items():
             m = {k: v for k, v in m.items() if k != "accuracy"}
+            if isinstance(m.get("plain"), dict):
+                m["plain"] = {k: v for k, v in m["plain"].items() if k != "accuracy"}
             cm = np.asarray(m.get("confusion_matrix") or [])
             pcs = [(float(a), int(cm[CLASSES.index(c)].sum())) for c, a in (m.get("per_class_accuracy") or {}).items()
                    if cm.ndim == 2 and c in CLASSES and CLASSES.index(c) < len(cm)]
             pcs = [(a, n) for a, n in pcs if n > 0]
             if pcs:
                 mean = sum(a for a, _ in pcs) / len(pcs)
-                var = sum(a * (1 - a) / n for a, n in pcs) / len(pcs) ** 2
+                clip = [(min(max(a, 0.5 / n), 1 - 0.5 / n), n) for a, n in pcs]
+                var = sum(a * (1 - a) / n for a, n in clip) / len(pcs) ** 2
                 m |= {"accuracy": mean, "n": max(1, round(mean * (1 - mean) / var)) if var > 0 else m.get("n")}
             out[name] = m
         return out
@@ -397,6 +401,8 @@ def readings(paper, claim, units: pd.DataFrame, pooled: dict, verdict: str, aver
                     got[(sp, cp, mean)] = verdict
                     continue
                 r = evaluate_claim(paper, replace(claim, split=sp, checkpoint=cp, selected_on=""), u, pl)
+                if mean != "pooled" and r and str(r.get("reason", "")).startswith("no accuracy measured"):
+                    continue  # runs without per-class counts: that reading is not measurable, not a changed verdict
                 got[(sp, cp, mean)] = r["verdict"] if r else ""
 
     def label(sp, cp, mean):

@@ -105,9 +105,15 @@ def real_data(_real_cache, monkeypatch) -> Path:
     return Path(REAL_DATA)
 
 
-# variables torch, its libraries or Lightning read when imported: a process that sets one must start afresh
+# variables torch, its libraries, matplotlib or Lightning read when imported (Lightning's seed variables are read
+# when a run seeds, not at import: a forked child sees them as a new interpreter would)
 IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS", "GOMP", "TORCH", "PYTORCH", "CUDA", "NVIDIA", "PL_",
-                   "LIGHTNING", "PYTHON", "LD_", "MALLOC")
+                   "LIGHTNING", "PYTHON", "LD_", "MALLOC", "MPL", "XDG_", "LC_", "LANG", "HOME")
+RUNTIME_ENV = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+
+
+def _import_time(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and k not in RUNTIME_ENV}
 
 
 def cli(*args: str, env: dict | None = None, timeout: int = 600, fresh: bool = False,
@@ -115,67 +121,93 @@ def cli(*args: str, env: dict | None = None, timeout: int = 600, fresh: bool = F
     """Run `fer-bench ARGS` in a process of its own, as a user would: its own address space, working directory
     (the checkout), environment, stdout, stderr and exit status. It is forked from tests/forkserver.py, which has
     imported torch, torchvision, torchmetrics and Lightning once: a new interpreter spends about 6 s of CPU on them
-    before it does anything, on the two cores the campaign trains on. ``fresh=True``, or a variable those
-    libraries read at import (IMPORT_TIME_ENV), starts a new interpreter instead: for tests that compare two
-    processes' results (forked children share the server's hash seed) or time a process's start. ``code``: run
-    `python -c CODE ARGS` instead (e.g. a CLI whose saves a test sabotages)."""
-    env = {**os.environ, **(env or {})}
-    if fresh or not _FORKS.suits(env):
+    before it does anything, on the two cores the campaign trains on. A new interpreter is started instead for
+    ``fresh=True`` (tests that compare two processes' results: forked children share the server's hash seed),
+    an ``env`` that sets a variable those libraries read at import (IMPORT_TIME_ENV), and runs on several
+    devices (Lightning's DDP ranks outlive the process that started them; a pipe waits for all of them).
+    ``code``: run `python -c CODE ARGS` instead (e.g. a CLI whose saves a test sabotages)."""
+    full = {**os.environ, **(env or {})}
+    ddp = any(a in ("--devices", "--strategy", "--num-nodes") for a in args)
+    if fresh or ddp or _import_time(env or {}):
         how = ["-c", code] if code is not None else ["-m", "fer_bench.cli"]
-        return subprocess.run([sys.executable, *how, *args], capture_output=True, text=True, cwd=ROOT, env=env,
+        return subprocess.run([sys.executable, *how, *args], capture_output=True, text=True, cwd=ROOT, env=full,
                               timeout=timeout)
-    return _FORKS.run(list(args), env, timeout, code)
+    return _FORKS.run(list(args), full, timeout, code)
 
 
 class _ForkServer:
-    """conftest's end of tests/forkserver.py: started at the first `cli` call, one request at a time."""
+    """conftest's end of tests/forkserver.py: started at the first `cli` call, and again whenever this process's
+    import-time environment has changed since (a test's monkeypatch), one request at a time."""
 
     def __init__(self):
-        self.proc, self.env = None, {}
+        self.proc, self.env, self.log = None, {}, None
 
-    def suits(self, env: dict) -> bool:
-        """Whether a child forked from the server imported what a new interpreter with ``env`` would: the same
-        value of every variable the server's libraries read at import (the server starts with the first caller's)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return True
-        return all(env.get(k) == self.env.get(k) for k in set(env) | set(self.env) if k.startswith(IMPORT_TIME_ENV))
+    def _start(self, env: dict) -> None:
+        import tempfile
+
+        self.close()
+        self.env = _import_time(env)
+        self.log = tempfile.NamedTemporaryFile(prefix="forkserver-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forkserver.py")], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=env)
 
     def run(self, args: list[str], env: dict, timeout: float, code: str | None = None) -> subprocess.CompletedProcess:
         import tempfile
 
-        if self.proc is None or self.proc.poll() is not None:
-            self.env = dict(env)
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "forkserver.py")], cwd=ROOT,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         text=True, env=self.env)
+        if self.proc is None or self.proc.poll() is not None or _import_time(env) != self.env:
+            self._start(env)
+        pid = None
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-            self.proc.stdin.write(json.dumps({"args": args, "cwd": str(ROOT), "env": env, "stdout": str(out),
-                                              "stderr": str(err), "code": code}) + "\n")
-            self.proc.stdin.flush()
-            pid = json.loads(self._line())["pid"]
-            fired = []
-            timer = threading.Timer(timeout, lambda: (fired.append(True), os.kill(pid, signal.SIGKILL)))
-            timer.start()
             try:
-                code = json.loads(self._line())["returncode"]
-            finally:
-                timer.cancel()
-            if fired:
+                self.proc.stdin.write(json.dumps({"args": args, "cwd": str(ROOT), "env": env, "stdout": str(out),
+                                                  "stderr": str(err), "code": code}) + "\n")
+                self.proc.stdin.flush()
+                pid = json.loads(self._line())["pid"]
+                fired = []
+                timer = threading.Timer(timeout, lambda: (fired.append(True), _kill(pid)))
+                timer.start()
+                try:
+                    code_ = json.loads(self._line())["returncode"]
+                finally:
+                    timer.cancel()
+            except BaseException:  # interrupted while waiting: leave no child running, and no stale reply behind
+                _kill(pid)
+                self.close(kill=True)
+                raise
+            if fired and code_ == -signal.SIGKILL:
                 raise subprocess.TimeoutExpired(["fer-bench", *args], timeout)
-            return subprocess.CompletedProcess(["fer-bench", *args], code, out.read_text(errors="replace"),
+            return subprocess.CompletedProcess(["fer-bench", *args], code_, out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))
 
     def _line(self) -> str:
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("tests/forkserver.py stopped (it could not import torch or Lightning?)")
+            tail = Path(self.log.name).read_text(errors="replace")[-2000:] if self.log else ""
+            raise RuntimeError(f"tests/forkserver.py stopped; its stderr ends:\n{tail}")
         return line
 
-    def close(self):
+    def close(self, kill: bool = False):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.stdin.close()
             self.proc.wait(timeout=30)
+        self.proc = None
+        if self.log is not None:
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
+            self.log = None
+
+
+def _kill(pid: int | None) -> None:
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended (and was reaped) meanwhile
+            pass
 
 
 _FORKS = _ForkServer()

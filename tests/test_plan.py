@@ -365,3 +365,34 @@ def test_the_time_left_counts_the_recipes_own_training_images(tmp_path):
                                                  "train_s": 1.0}))
     row = next(line for line in status_table([item], tmp_path).splitlines() if line.startswith("| du_resnet_fc"))
     assert "| 0.00 / 1 |" in row and "| 0:00:08 |" in row
+
+
+def test_a_run_completed_here_with_other_execution_keys_is_not_trained_again(tmp_path, monkeypatch):
+    """campaign.sh finishes a half-way run on its old commit, then the new commit's plan starts with no publish in
+    between: if the new plan differs from it only in execution keys (compile_mode, channels_last), that run is the
+    planned one, found by its records under --out, not trained again."""
+    import fer_bench.reproduce as rep
+
+    old = Planned("miao_presnet_vgg", "presnet", 0, overrides=("protocol=paper",))
+    new = Planned("miao_presnet_vgg", "presnet", 0, overrides=("protocol=paper", "compile_mode=default"))
+    assert old.run_dir(tmp_path) != new.run_dir(tmp_path)
+    _completed(old.run_dir(tmp_path), old)
+    monkeypatch.setattr(rep, "_fingerprint", lambda data: "f" * 16)
+    monkeypatch.setattr(rep, "run", lambda *a, **k: pytest.fail("trained a completed run again"))
+    row = state(new, tmp_path)
+    assert row["state"] == "completed" and row["dir"] == old.run_dir(tmp_path)
+    assert row["note"] == f"completed in {old.run_dir(tmp_path)} (executed with compile_mode=none (planned: default))"
+    logs = []
+    assert reproduce([new], out=tmp_path, log=logs.append) is True
+    assert logs == [f"{new.name}: completed, skipped -> {old.run_dir(tmp_path) / 'metrics.json'}"]
+
+
+def test_a_directory_that_would_stop_the_plan_stops_it_before_anything_trains(tmp_path, monkeypatch):
+    import fer_bench.reproduce as rep
+
+    first, second = Planned("du_resnet_fc", "resnet50", 1), Planned("du_resnet_fc", "resnet50", 2)
+    (second.run_dir(tmp_path) / "run.json").mkdir(parents=True)
+    monkeypatch.setattr(rep, "run", lambda *a, **k: pytest.fail("trained before refusing the plan"))
+    with pytest.raises(UserError, match="seed 2 .*run.json cannot be read"):
+        reproduce([first, second], out=tmp_path, log=lambda m: 0)
+    assert not first.run_dir(tmp_path).exists()

@@ -400,3 +400,29 @@ def test_an_accuracy_is_also_read_as_the_mean_of_its_per_class_accuracies(tmp_pa
     got = u[u.seed == 1].splits.iloc[0]["PublicTest"]
     assert got["accuracy"] == pytest.approx(mean - (0.7 - 342 / 489) / 7) and got["n"] == round(
         got["accuracy"] * (1 - got["accuracy"]) / var)
+
+
+def test_a_class_at_zero_percent_still_counts_its_test_set_noise_and_tta_runs_have_no_per_class_mean():
+    """A class right 0 of 55 times adds (0.5/55)(1 - 0.5/55)/55 to the mean's variance, not nothing (which would
+    shrink the interval); a TTA run's single-view numbers are pooled only, so they lose their accuracy."""
+    import pandas as pd
+
+    m = {"n": 155, "accuracy": 50 / 155, "confusion_matrix": [[0, 55], [50, 50]],
+         "per_class_accuracy": {CLASSES[0]: 0.0, CLASSES[1]: 0.5}, "plain": {"n": 155, "accuracy": 0.3}}
+    u = verdicts.per_class_mean(pd.DataFrame({"splits": [{"PublicTest": m}], "last_splits": [{}]}))
+    got = u.splits.iloc[0]["PublicTest"]
+    p0 = 0.5 / 55
+    var = (p0 * (1 - p0) / 55 + 0.25 / 100) / 4
+    assert got["accuracy"] == pytest.approx(0.25) and got["n"] == round(0.25 * 0.75 / var)
+    assert "accuracy" not in got["plain"] and m["plain"]["accuracy"] == 0.3  # the input is not changed
+
+
+def test_the_unleaked_column_says_how_many_seeds_it_averages(tmp_path):
+    write_run(tmp_path, "a", 0, k(60))
+    write_run(tmp_path, "a", 1, k(62))
+    m = tmp_path / "runs" / "vt" / "a" / "r-s1" / "metrics.json"
+    d = json.loads(m.read_text())
+    d["splits"]["PublicTest_unleaked"] = split(k(61), n=3286)
+    m.write_text(json.dumps(d))
+    (row,) = judged(tmp_path, claim(value=0.70))
+    assert row["unleaked"].endswith("(1 of 2 seed(s))")
