@@ -105,9 +105,11 @@ def test_malformed_data_and_unwritable_output_exit_2(tmp_path, tiny_csv):
 
 @pytest.mark.realdata
 def test_real_smoke_run_through_the_cli(tmp_path, real_data):
-    """The smallest model (fer-bench check runs every model's smoke run and checks its numbers the same way)."""
+    """The smallest model (fer-bench check runs every model's smoke run and checks its numbers the same way), in a
+    new interpreter: the whole path a user's command takes, imports included (other tests fork from a server that
+    has imported torch and Lightning already)."""
     r = cli("run", "--paper", "miao_presnet_vgg", "--model", "presnet", "--profile", "smoke", "--data",
-            str(real_data), "--out", str(tmp_path), "--no-progress")
+            str(real_data), "--out", str(tmp_path), "--no-progress", fresh=True)
     assert r.returncode == 0, r.stderr[-3000:]
     (path,) = tmp_path.glob("runs/miao_presnet_vgg/presnet/*/metrics.json")
     d = check_metrics(path, n_test=3589)
