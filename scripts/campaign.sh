@@ -121,14 +121,20 @@ run)
       done
     fi
     if [ "$WORKERS" -gt 1 ]; then
-      OMP_NUM_THREADS=$THREADS fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" \
-          --out "$DIR/results" --time-limit "$(hms "$LEFT")" --no-progress "${share[@]}" & pids+=($!)
-      # the new commit's workers start once that process holds its first run (a worker's brief look at a claim
-      # would otherwise make it leave that run alone)
-      for _ in $(seq 120); do
-        kill -0 "${pids[-1]}" 2> /dev/null || break
-        held=0; for d in "${dirs[@]}"; do flock -n "$d/.lock" true 2> /dev/null || held=1; done
-        [ "$held" = 1 ] && break; sleep 1
+      # one process per half-way run, as many as there are workers free (code that claims its runs itself shares
+      # them out; older code finishes them in turn in one process)
+      n=${#dirs[@]}; [ ${#share[@]} -gt 0 ] || n=1
+      room=$((WORKERS - ${#pids[@]})); [ "$n" -le "$room" ] || n=$room
+      for i in $(seq "$n"); do
+        OMP_NUM_THREADS=$THREADS fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" \
+            --out "$DIR/results" --time-limit "$(hms "$LEFT")" --no-progress "${share[@]}" & pids+=($!)
+        # the next process (and the new commit's workers) start once this one holds its run (a brief look at a
+        # claim would otherwise make it leave that run alone)
+        for _ in $(seq 120); do
+          kill -0 "${pids[-1]}" 2> /dev/null || break
+          held=0; for d in "${dirs[@]}"; do flock -n "$d/.lock" true 2> /dev/null || held=$((held + 1)); done
+          [ "$held" -ge "$i" ] && break; sleep 1
+        done
       done
     else
       fb_at "$OLD" reproduce --plan "$DIR/finish-$sha.toml" --data "$DATA" --out "$DIR/results" \
