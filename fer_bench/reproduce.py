@@ -343,7 +343,7 @@ def publish(out: Path, dest: Path, log=print) -> int:
             progress = _read_json(run_dir / "progress.json")
             if progress and (run_dir / "checkpoints" / "last.ckpt").is_file():
                 target = Path(dest) / HALF_WAY / rel.parts[1] / rel.parts[2] / f"{run_dir.name}.json"
-                record = progress | {"host": platform.node(), "out": str(run_dir),
+                record = progress | {"host": platform.node(), "run": rel.as_posix(),  # relative: no machine path
                                      "published": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
                 _write_atomic(target, json.dumps(record, indent=1) + "\n")
                 log(f"half-way {rel} (progress recorded in {target})")

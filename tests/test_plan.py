@@ -198,6 +198,10 @@ def test_publish_copies_each_run_whole_and_goes_on(tmp_path):
     pb = dest / b.run_dir(out).relative_to(out)
     assert sorted(str(p.relative_to(pb)) for p in pb.rglob("*") if p.is_file()) == \
         ["logs/metrics.csv", "metrics.json", "run.json"]  # never checkpoints
+    # the half-way record holds no machine path (results are committed): the run by its place under --out
+    (rec,) = (dest / "campaign").rglob("*.json")
+    assert str(tmp_path) not in rec.read_text() and json.loads(rec.read_text())["run"] == \
+        hd.relative_to(out).as_posix()
     # a later machine without the half-way run's checkpoints is told what was lost
     row = state(half, tmp_path / "fresh", dest)
     assert row["state"] == "pending" and "was half-way (2.76 of 30 epochs, 1:06:40 of training)" in row["note"]
